@@ -1,0 +1,171 @@
+"""Command line: parses arguments, builds a config, calls the API, and turns errors into one line and an exit code.
+
+Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model load, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import (
+    DEFAULT_MODEL,
+    DEFAULT_PRESET,
+    LAYOUTS,
+    load_config,
+    parse_time,
+    parse_value,
+    preset_description,
+    preset_names,
+    to_toml,
+)
+from .errors import StereoconvError, UsageError
+
+EXIT_INTERRUPTED = 130
+
+
+def _settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every command that resolves settings shares."""
+    group = parser.add_argument_group("settings (defaults < preset < --config < flags)")
+    group.add_argument("--preset", metavar="NAME", help=f"shipped preset (default: {DEFAULT_PRESET}); "
+                       "see `stereoconv presets`")  # fmt: skip
+    group.add_argument("--config", metavar="FILE", help="TOML file of settings, laid out like a preset")
+    group.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                       help="any setting, e.g. --set stereo.max_parallax=3 (repeatable; "
+                       "`stereoconv presets show film` lists them with units)")  # fmt: skip
+    group.add_argument("--start", metavar="TIME", help="start of the range to convert: seconds or HH:MM:SS.mmm")
+    group.add_argument("--end", metavar="TIME", help="end of the range (exclusive): seconds or HH:MM:SS.mmm")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stereoconv",
+        description="Convert 2D video to stereoscopic 3D (monocular depth + DIBR).",
+        epilog="exit codes: 0 ok, 1 other error, 2 usage/config, 3 input media, 4 model load, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"stereoconv {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    convert = commands.add_parser(
+        "convert", help="convert a video to 3D",
+        description="Convert INPUT to a stereo 3D video at OUTPUT (container from its extension: .mp4, .mkv, "
+        ".mov). Audio streams are copied. OUTPUT appears only when the conversion has finished.",
+    )  # fmt: skip
+    convert.add_argument("input", metavar="INPUT", help="video file to convert")
+    convert.add_argument("output", metavar="OUTPUT", help="file to write")
+    convert.add_argument("--model", metavar="ID|DIR", help=f"depth model: Hugging Face id or local directory "
+                         f"(default: {DEFAULT_MODEL}; offline, pass a local directory)")  # fmt: skip
+    convert.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"),
+                         help="where the depth model runs (default: auto = cuda, then mps, then cpu)")  # fmt: skip
+    convert.add_argument("--format", choices=LAYOUTS, help="stereo layout (default: half-sbs)")
+    convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    _settings_arguments(convert)
+
+    scenes = commands.add_parser("scenes", help="list scene cuts", description="Detect scene cuts in INPUT with "
+                                 "the detector convert uses. Cuts are 0-based decode-order indices of the first "
+                                 "frame of each new shot.")  # fmt: skip
+    scenes.add_argument("input", metavar="INPUT", help="video file to scan")
+    scenes.add_argument("--json", action="store_true", help='print {"cuts": [...], "frames": N, "fps": F}')
+    scenes.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _settings_arguments(scenes)
+
+    presets = commands.add_parser(
+        "presets",
+        help="list presets or show one",
+        description="List the shipped presets, or print one's resolved settings as TOML.",
+    )
+    presets.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    presets.add_argument("name", nargs="?", metavar="NAME", help="preset to show")
+    presets.add_argument("--config", metavar="FILE", help="also apply this TOML file (show)")
+    presets.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[], help="also apply (show)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted-key settings from the flags, in increasing precedence: --set, then the dedicated flags."""
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. --set stereo.max_parallax=3")
+        overrides[key.strip()] = parse_value(value.strip())
+    dedicated = {
+        "depth.model": getattr(args, "model", None),
+        "depth.device": getattr(args, "device", None),
+        "output.format": getattr(args, "format", None),
+        "media.start": parse_time(args.start, "--start") if getattr(args, "start", None) else None,
+        "media.end": parse_time(args.end, "--end") if getattr(args, "end", None) else None,
+    }
+    overrides.update({k: v for k, v in dedicated.items() if v is not None})
+    return overrides
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .pipeline import convert
+
+    config = load_config(args.preset, args.config, _overrides(args))
+    result = convert(args.input, args.output, config, progress=not args.quiet)
+    if not args.quiet:
+        print(f"wrote {result.output}: {result.frames} frames, {len(result.cuts)} cuts, "
+              f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _cmd_scenes(args: argparse.Namespace) -> int:
+    from .pipeline import detect_scenes
+
+    config = load_config(args.preset, args.config, _overrides(args))
+    scenes = detect_scenes(args.input, config, progress=not args.quiet and not args.json)
+    if args.json:
+        print(json.dumps(scenes.to_dict()))
+    else:
+        print(f"{scenes.frames} frames at {scenes.fps:.3f} fps, {len(scenes.cuts)} cuts")
+        for cut in scenes.cuts:
+            print(f"cut at frame {cut} ({cut / scenes.fps:.3f} s)" if scenes.fps else f"cut at frame {cut}")
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        if args.name:
+            raise UsageError(f"unexpected {args.name!r}: did you mean `stereoconv presets show {args.name}`?")
+        for name in preset_names():
+            default = " (default)" if name == DEFAULT_PRESET else ""
+            print(f"{name:<14}{preset_description(name)}{default}")
+        return 0
+    if not args.name:
+        raise UsageError("presets show needs a NAME: " + ", ".join(preset_names()))
+    print(to_toml(load_config(args.name, args.config, _overrides(args))), end="")
+    return 0
+
+
+COMMANDS = {"convert": _cmd_convert, "scenes": _cmd_scenes, "presets": _cmd_presets}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stereoconv`` command. Returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except StereoconvError as exc:
+        print(f"stereoconv: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("stereoconv: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("STEREOCONV_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"stereoconv: internal error: {type(exc).__name__}: {first} "
+              "(set STEREOCONV_DEBUG=1 for the traceback)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

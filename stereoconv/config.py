@@ -1,0 +1,358 @@
+"""Settings: one frozen dataclass per stage, a :class:`PipelineConfig` holding them, TOML presets and precedence.
+
+Every setting is declared once, with its default, unit, allowed range or choices and help text, in the field
+metadata below. That one table drives validation (``__post_init__``), TOML loading, ``presets show`` and the CLI.
+
+Precedence, lowest first: dataclass defaults < preset (``presets/NAME.toml``) < ``--config FILE`` < CLI flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
+DEFAULT_PRESET = "film"
+LAYOUTS = ("half-sbs", "full-sbs", "half-tb", "full-tb", "anaglyph")
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+)  # fmt: skip
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    unit: str = "",
+    range: tuple[float, float] | None = None,
+    choices: tuple[str, ...] | None = None,
+    kind: type | None = None,
+) -> Any:
+    """Declare one setting: its default and what a valid value is.
+
+    A None default makes the setting optional (unset); ``kind`` then names the type of a set value.
+    """
+    meta = {
+        "help": help,
+        "unit": unit,
+        "range": range,
+        "choices": choices,
+        "kind": kind or type(default),
+        "optional": default is None,
+    }
+    return field(default=default, metadata=meta)
+
+
+def _validate(section: str, name: str, value: Any, meta: Mapping[str, Any]) -> Any:
+    """Return ``value`` checked (and int->float widened) against a field's metadata, or raise ConfigError."""
+    key = f"{section}.{name}"
+    kind = meta["kind"]
+    if value is None:
+        if meta["optional"]:
+            return None
+        raise ConfigError(f"{key} must be set (a {kind.__name__})")
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if (kind is bool and not isinstance(value, bool)) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{key} = {value!r} is not a {kind.__name__}")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{key} = {value!r} is not a {kind.__name__}")
+    if meta["range"] is not None:
+        lo, hi = meta["range"]
+        if not lo <= value <= hi:
+            unit = f" {meta['unit']}" if meta["unit"] else ""
+            raise ConfigError(f"{key} = {value!r} is out of range: allowed {lo}..{hi}{unit}")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"{key} = {value!r} is not allowed: choose one of {', '.join(meta['choices'])}")
+    return value
+
+
+class _Section:
+    """Mixin: validates every field of a frozen stage config on construction."""
+
+    section: ClassVar[str]
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = _validate(self.section, f.name, getattr(self, f.name), f.metadata)
+            object.__setattr__(self, f.name, value)
+        self._check()
+
+    def _check(self) -> None:
+        """Cross-field checks; override where a section needs them."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Any:
+        """Build from ``{key: value}``; an unknown key raises ConfigError naming it and the allowed ones."""
+        known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"unknown setting {cls.section}.{key}: allowed {', '.join(known)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class MediaConfig(_Section):
+    """What part of the input to convert and how to decode it."""
+
+    section: ClassVar[str] = "media"
+    start: float = setting(0.0, "start of the range to convert", unit="s", range=(0.0, 1e7))
+    end: float | None = setting(None, "end of the range to convert (unset: to the end)", unit="s",
+                                range=(0.0, 1e7), kind=float)  # fmt: skip
+    decode_threads: int = setting(0, "decoder threads (0: let FFmpeg choose)", range=(0, 64))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Any:
+        """As for every section, and ``start``/``end`` may also be written as ``"HH:MM:SS.mmm"``."""
+        values = {k: parse_time(v, f"media.{k}") if k in ("start", "end") and isinstance(v, str) else v
+                  for k, v in values.items()}  # fmt: skip
+        return super().from_dict(values)
+
+    def _check(self) -> None:
+        if self.end is not None and self.end <= self.start:
+            raise ConfigError(f"media.end = {self.end} must be after media.start = {self.start}")
+
+
+@dataclass(frozen=True)
+class DepthConfig(_Section):
+    """The monocular depth model. Its output is relative inverse depth: larger = nearer."""
+
+    section: ClassVar[str] = "depth"
+    model: str = setting(DEFAULT_MODEL, "Hugging Face model id or local model directory")
+    device: str = setting("auto", "where the model runs (auto: cuda, then mps, then cpu)",
+                          choices=("auto", "cuda", "mps", "cpu"))  # fmt: skip
+    input_size: int = setting(518, "short side of the model input, rounded to the model's multiple (14)",
+                              unit="px", range=(14, 2044))  # fmt: skip
+    batch_size: int = setting(4, "frames per model call", unit="frames", range=(1, 256))
+    fp16: bool = setting(True, "half-precision autocast on CUDA (ignored elsewhere)")
+
+
+@dataclass(frozen=True)
+class ScenesConfig(_Section):
+    """Scene-cut detection on downscaled frames; every temporal state resets at a cut."""
+
+    section: ClassVar[str] = "scenes"
+    enabled: bool = setting(True, "detect scene cuts (off: the whole input is one shot)")
+    threshold: float = setting(10.0, "smallest content change that can be a cut (mean |HSV difference|)",
+                               unit="0-255", range=(0.0, 255.0))  # fmt: skip
+    adaptive_ratio: float = setting(3.0, "a cut's change must exceed its neighbours' mean change by this factor",
+                                    unit="x", range=(1.0, 100.0))  # fmt: skip
+    window: int = setting(2, "neighbouring frames on each side the adaptive threshold looks at", unit="frames",
+                          range=(1, 30))  # fmt: skip
+    min_scene_len: int = setting(8, "shortest shot; a cut closer than this to the last is ignored", unit="frames",
+                                 range=(1, 10000))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TemporalConfig(_Section):
+    """Depth normalization and the bilateral temporal filter."""
+
+    section: ClassVar[str] = "temporal"
+    low_percentile: float = setting(2.0, "depth percentile mapped to 0 (farthest)", unit="%", range=(0.0, 49.0))
+    high_percentile: float = setting(98.0, "depth percentile mapped to 1 (nearest)", unit="%",
+                                     range=(51.0, 100.0))  # fmt: skip
+    range_smoothing: float = setting(0.9, "weight of the previous frames' percentiles in the normalization range "
+                                     "(0: each frame on its own)", range=(0.0, 0.99))  # fmt: skip
+    strength: float = setting(0.7, "largest weight of the previous estimate in a pixel (0: no smoothing)",
+                              range=(0.0, 0.99))  # fmt: skip
+    depth_sigma: float = setting(0.1, "depth change at which the previous estimate's weight falls to 61%",
+                                 unit="normalized depth", range=(1e-4, 10.0))  # fmt: skip
+    color_sigma: float = setting(10.0, "colour change at which the previous estimate's weight falls to 61%",
+                                 unit="0-255", range=(0.1, 255.0))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StereoConfig(_Section):
+    """Depth-to-disparity mapping and view synthesis."""
+
+    section: ClassVar[str] = "stereo"
+    max_parallax: float = setting(2.5, "parallax between the nearest and the farthest point", unit="% of width",
+                                  range=(0.0, 10.0))  # fmt: skip
+    convergence: float = setting(0.6, "normalized depth at the screen plane: 0 puts the farthest point on the "
+                                 "screen (all in front), 1 the nearest (all behind)", range=(0.0, 1.0))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutputConfig(_Section):
+    """Stereo layout and encoder."""
+
+    section: ClassVar[str] = "output"
+    format: str = setting("half-sbs", "stereo layout", choices=LAYOUTS)
+    codec: str = setting("libx264", "video encoder (FFmpeg name)")
+    crf: int = setting(18, "constant rate factor: lower is better quality and bigger", range=(0, 51))
+    preset: str = setting("medium", "encoder speed preset", choices=X264_PRESETS)
+    pix_fmt: str = setting("yuv420p", "output pixel format", choices=("yuv420p", "yuv444p"))
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    c.section: c for c in (MediaConfig, DepthConfig, ScenesConfig, TemporalConfig, StereoConfig, OutputConfig)
+}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """All settings of a conversion; every section is a frozen, validated stage config."""
+
+    media: MediaConfig = field(default_factory=MediaConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    stereo: StereoConfig = field(default_factory=StereoConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PipelineConfig:
+        """Build from ``{section: {key: value}}``; unknown sections or keys raise ConfigError."""
+        sections = {}
+        for name, values in data.items():
+            if name not in SECTIONS:
+                raise ConfigError(f"unknown section [{name}]: allowed {', '.join(SECTIONS)}")
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"[{name}] must be a table of settings, got {values!r}")
+            sections[name] = SECTIONS[name].from_dict(values)
+        return cls(**sections)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def replace(self, overrides: Mapping[str, Any]) -> PipelineConfig:
+        """Return a copy with dotted-key overrides applied, e.g. ``{"stereo.max_parallax": 3.0}``."""
+        return PipelineConfig.from_dict(_merge(self.to_dict(), _nest(overrides)))
+
+
+def _nest(dotted: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in dotted.items():
+        section, _, name = key.partition(".")
+        if not name:
+            raise ConfigError(f"setting {key!r} must be written section.key, e.g. stereo.max_parallax")
+        nested.setdefault(section, {})[name] = value
+    return nested
+
+
+def _merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in base.items()}
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key].update(value)
+        else:
+            out[key] = value
+    return out
+
+
+_TIME = re.compile(r"^(?:(?:(\d+):)?(\d{1,2}):)?(\d+(?:\.\d*)?)$")
+
+
+def parse_time(text: str | float, what: str = "time") -> float:
+    """Seconds from ``"12.5"``, ``"01:02"`` (MM:SS), ``"01:02:03.250"`` (HH:MM:SS.mmm) or a number."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    m = _TIME.match(str(text).strip())
+    if not m:
+        raise ConfigError(f"{what} = {text!r} is not a time: use seconds (12.5) or HH:MM:SS.mmm (00:01:02.500)")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    if (m.group(2) and seconds >= 60) or (m.group(1) and minutes >= 60):
+        raise ConfigError(f"{what} = {text!r} is not a time: minutes and seconds must be below 60")
+    return hours * 3600 + minutes * 60 + seconds
+
+
+# ---------------------------------------------------------------------------------------------------- presets
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets, sorted."""
+    root = resources.files("stereoconv.presets")
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
+
+
+def _read_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where} is not valid TOML: {exc}") from exc
+
+
+def read_preset(name: str) -> dict[str, Any]:
+    """The raw TOML table of a shipped preset (``description`` included)."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(preset_names())}")
+    text = resources.files("stereoconv.presets").joinpath(f"{name}.toml").read_text(encoding="utf-8")
+    return _read_toml(text, f"preset {name}")
+
+
+def preset_description(name: str) -> str:
+    return str(read_preset(name).get("description", ""))
+
+
+def load_config(
+    preset: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> PipelineConfig:
+    """Resolve settings: defaults < preset < config file < overrides (dotted keys, e.g. ``"depth.model"``).
+
+    ``preset`` None means the config file's ``preset = "..."`` key if it has one, else ``film``.
+    """
+    file_data: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+        file_data = _read_toml(text, f"config file {path}")
+    file_preset = file_data.pop("preset", None)
+    file_data.pop("description", None)
+    name = preset or file_preset or DEFAULT_PRESET
+    preset_data = read_preset(str(name))
+    preset_data.pop("description", None)
+    merged = _merge(_merge(preset_data, file_data), _nest(overrides or {}))
+    return PipelineConfig.from_dict(merged)
+
+
+def to_toml(config: PipelineConfig) -> str:
+    """The resolved settings as TOML, each value commented with its help text and unit."""
+    lines: list[str] = []
+    for name, cls in SECTIONS.items():
+        lines.append(f"[{name}]")
+        section = getattr(config, name)
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            value = getattr(section, f.name)
+            unit = f" [{f.metadata['unit']}]" if f.metadata["unit"] else ""
+            comment = f"# {f.metadata['help']}{unit}"
+            if value is None:
+                lines.append(f"# {f.name} =  {comment}")
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}  {comment}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def parse_value(text: str) -> Any:
+    """A CLI value read as TOML (``3``, ``2.5``, ``true``, ``"x"``), falling back to the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text

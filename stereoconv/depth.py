@@ -1,0 +1,230 @@
+"""Monocular depth: the :class:`DepthEstimator` protocol and the Hugging Face transformers backend.
+
+Convention, everywhere in stereoconv: depth maps are *relative inverse depth* (disparity-like), float32 HxW,
+**larger = nearer**. Models that predict metric depth (larger = farther) are inverted on output.
+
+Preprocessing runs as torch ops on the model's device, from the values in the model's ``preprocessor_config.json``
+(size, keep_aspect_ratio, ensure_multiple_of, resample, rescale, mean/std); transformers' image-processor classes
+are not used (they need torchvision and PIL at run time, and run on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import DepthConfig
+from .errors import ModelError
+
+
+@runtime_checkable
+class DepthEstimator(Protocol):
+    """Turns a batch of RGB frames into relative inverse depth maps.
+
+    ``__call__`` takes a sequence of uint8 HxWx3 RGB frames of one size and returns as many float32 HxW maps of
+    the same size, **larger = nearer**. Calls come in decode order. ``batch_size`` is how many frames the caller
+    should pass per call.
+    """
+
+    batch_size: int
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+# PIL resample codes (what preprocessor_config.json stores) -> torch interpolate modes.
+_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "area", 5: "bilinear"}
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How frames become model input, read from a model's preprocessor config.
+
+    ``input_size`` is the short side of the model input in pixels (the long side keeps the frame's aspect when
+    ``keep_aspect_ratio``); both sides are rounded to a multiple of ``multiple``.
+    """
+
+    input_size: int = 518
+    keep_aspect_ratio: bool = True
+    multiple: int = 14
+    resample: str = "bicubic"
+    rescale: float = 1 / 255
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @classmethod
+    def from_processor_config(cls, cfg: Mapping[str, Any], input_size: int | None = None) -> Preprocessing:
+        size = cfg.get("size") or {}
+        default_size = min(size.get("height", 518), size.get("width", 518)) if isinstance(size, dict) else int(size)
+        return cls(
+            input_size=input_size or default_size,
+            keep_aspect_ratio=bool(cfg.get("keep_aspect_ratio", True)),
+            multiple=int(cfg.get("ensure_multiple_of") or cfg.get("size_divisor") or 1),
+            resample=_RESAMPLE.get(int(cfg.get("resample", 3)), "bicubic"),
+            rescale=float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0,
+            mean=tuple(cfg.get("image_mean", cls.mean)) if cfg.get("do_normalize", True) else (0.0, 0.0, 0.0),
+            std=tuple(cfg.get("image_std", cls.std)) if cfg.get("do_normalize", True) else (1.0, 1.0, 1.0),
+        )
+
+    def input_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Model input (height, width) for a frame of ``height`` x ``width``."""
+        if not self.keep_aspect_ratio:
+            side = self._round(self.input_size)
+            return side, side
+        scale = self.input_size / min(height, width)
+        return self._round(height * scale), self._round(width * scale)
+
+    def _round(self, value: float) -> int:
+        return max(self.multiple, math.floor(value / self.multiple + 0.5) * self.multiple)
+
+
+def preprocess(frames: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
+    """uint8 (B, H, W, 3) RGB on any device -> normalized float32 (B, 3, h, w) model input on the same device."""
+    if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (B, H, W, 3) frames, got {frames.dtype} {tuple(frames.shape)}")
+    x = frames.permute(0, 3, 1, 2).float()
+    h, w = prep.input_shape(x.shape[2], x.shape[3])
+    if (h, w) != tuple(x.shape[2:]):
+        antialias = prep.resample in ("bilinear", "bicubic")
+        x = F.interpolate(x, size=(h, w), mode=prep.resample, antialias=antialias,
+                          **({} if prep.resample in ("nearest", "area") else {"align_corners": False}))  # fmt: skip
+        x = x.clamp(0.0, 255.0)  # bicubic overshoots; PIL clamps too
+    mean = torch.tensor(prep.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(prep.std, device=x.device).view(1, 3, 1, 1)
+    return (x * prep.rescale - mean) / std
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device that is not present raises ModelError."""
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError("device 'cuda' was asked for but no CUDA GPU is available: use --device cpu or auto")
+    if name == "mps" and not has_mps:
+        raise ModelError("device 'mps' was asked for but Apple MPS is not available: use --device cpu or auto")
+    return torch.device(name)
+
+
+class TransformersDepthEstimator:
+    """A transformers ``AutoModelForDepthEstimation`` model run in batches, with fp16 autocast on CUDA.
+
+    Frames go to the device as uint8 (pinned host memory, non-blocking copy on CUDA), are preprocessed there, and
+    the predicted depth is resized back to the frame size with bilinear interpolation. Output: relative inverse
+    depth, float32 HxW, larger = nearer.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        prep: Preprocessing,
+        *,
+        device: torch.device,
+        batch_size: int = 4,
+        fp16: bool = True,
+        metric: bool = False,
+    ) -> None:
+        self.model = model.eval().to(device)
+        self.prep = prep
+        self.device = device
+        self.batch_size = batch_size
+        self.fp16 = fp16 and device.type == "cuda"
+        self.metric = metric
+
+    @torch.inference_mode()
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if not len(frames):
+            return []
+        batch = torch.from_numpy(np.stack(frames))
+        height, width = batch.shape[1:3]
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        x = preprocess(batch.to(self.device, non_blocking=True), self.prep)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
+            predicted = self.model(pixel_values=x).predicted_depth
+        depth = predicted.float().unsqueeze(1)
+        if self.metric:  # metric depth (larger = farther) -> inverse depth (larger = nearer)
+            depth = 1.0 / depth.clamp_min(1e-3)
+        depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
+        out = depth[:, 0].cpu().numpy().astype(np.float32, copy=False)
+        return list(out)
+
+
+# ---------------------------------------------------------------------------------------------- model loading
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or Path(name).exists()
+
+
+def _hub_unreachable_message(name: str) -> str:
+    return (
+        f"cannot download model {name!r}: the Hugging Face hub is unreachable from this machine. "
+        f"On a connected machine run `huggingface-cli download {name} --local-dir DIR`, "
+        f"copy DIR here and pass --model DIR"
+    )
+
+
+def resolve_model_source(name: str) -> tuple[str, bool]:
+    """Where ``from_pretrained`` should load ``name`` from: (source, local_files_only).
+
+    A local directory loads as is. A hub id loads from the local cache when it is there; otherwise the hub is
+    asked once, quickly, whether it is reachable, so an offline machine fails in one clear line instead of after
+    minutes of retries.
+    """
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), True
+    if _looks_like_path(name):
+        raise ModelError(f"model directory not found: {name}")
+    import huggingface_hub
+    from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError
+
+    if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):  # a path: it is cached
+        return name, True
+    try:
+        huggingface_hub.HfApi().model_info(name, timeout=10)
+    except (RepositoryNotFoundError, GatedRepoError) as exc:
+        raise ModelError(f"model {name!r} was not found on the Hugging Face hub (or needs a login)") from exc
+    except Exception as exc:  # any network or offline-mode failure
+        raise ModelError(_hub_unreachable_message(name)) from exc
+    return name, False
+
+
+def load_estimator(config: DepthConfig) -> TransformersDepthEstimator:
+    """Load ``config.model`` (hub id or local directory) and return a ready estimator. Raises ModelError."""
+    from transformers import AutoConfig, AutoModelForDepthEstimation
+    from transformers.image_processing_base import ImageProcessingMixin
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar per weight-loading step would bury ours
+
+    source, local_only = resolve_model_source(config.model)
+    device = select_device(config.device)
+    try:
+        model_config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"cannot load depth model from {config.model}: {_first_line(exc)}") from exc
+    try:
+        processor_cfg, _ = ImageProcessingMixin.get_image_processor_dict(source, local_files_only=local_only)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{config.model} has no usable preprocessor_config.json: {_first_line(exc)}") from exc
+    prep = Preprocessing.from_processor_config(processor_cfg, config.input_size)
+    metric = getattr(model_config, "depth_estimation_type", None) == "metric" or model_config.model_type in (
+        "glpn", "zoedepth",
+    )  # fmt: skip
+    return TransformersDepthEstimator(
+        model, prep, device=device, batch_size=config.batch_size, fp16=config.fp16, metric=metric
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

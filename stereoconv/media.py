@@ -1,0 +1,423 @@
+"""Media I/O with PyAV: probing, decoding to upright RGB frames with their timestamps, encoding, audio passthrough
+and atomic output.
+
+Geometry: frames are delivered upright (rotation metadata applied to the pixels) in storage resolution; the source's
+sample (pixel) aspect ratio is carried to the output unchanged, so anamorphic sources stay anamorphic and players show
+them at the right shape. Colour: YUV->RGB uses the source's matrix and range (BT.709 assumed for untagged HD, BT.601
+for untagged SD), and the output is converted back and tagged with the same matrix and range.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+from av.video.reformatter import Colorspace
+
+from .config import OutputConfig
+from .errors import MediaError, StereoconvError, UsageError
+
+# AVColorSpace (frame/stream tag) -> swscale matrix.
+_SWS_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
+               7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}  # fmt: skip
+_AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the pipeline needs to know about an input's video stream (and its audio streams).
+
+    ``width``/``height`` are of the upright frames the decoder delivers (after rotation), in storage pixels.
+    """
+
+    path: Path
+    width: int
+    height: int
+    rotation: int  # degrees counter-clockwise applied to the stored picture to show it upright
+    sample_aspect_ratio: Fraction  # of the upright frames; 1 = square pixels
+    fps: float  # average frame rate (VFR sources: the mean)
+    time_base: Fraction
+    frames: int | None  # frame count if the container says, else estimated from duration; None if unknown
+    duration: float | None  # seconds of video, if known
+    codec: str
+    pix_fmt: str
+    bit_depth: int
+    colorspace: int  # AVColorSpace tag as stored (2 = unspecified)
+    color_range: int  # AVColorRange tag as stored (0 = unspecified)
+    color_primaries: int
+    color_trc: int
+    audio_streams: int
+
+    @property
+    def display_aspect_ratio(self) -> float:
+        return self.width * float(self.sample_aspect_ratio) / self.height
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame: upright RGB pixels and the timestamp it had in the source.
+
+    ``rgb``: uint8 HxWx3. ``index``: 0-based position in decode order within the converted range.
+    ``pts`` is in units of ``time_base`` (the source stream's); ``time`` is seconds.
+    """
+
+    index: int
+    rgb: np.ndarray
+    pts: int
+    time_base: Fraction
+
+    def __post_init__(self) -> None:
+        if self.rgb.dtype != np.uint8 or self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
+            raise ValueError(f"Frame.rgb must be uint8 HxWx3, got {self.rgb.dtype} {self.rgb.shape}")
+
+    @property
+    def time(self) -> float:
+        return float(self.pts * self.time_base)
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise MediaError(f"input not found: {path}")
+    if path.is_dir():
+        raise MediaError(f"input is a directory, not a video file: {path}")
+    if path.stat().st_size == 0:
+        raise MediaError(f"input is empty (0 bytes): {path}")
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise MediaError(f"cannot read {path} as a media file: {_reason(exc)}") from exc
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, av.error.FFmpegError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def probe(path: str | Path) -> VideoInfo:
+    """Open ``path`` and describe its first video stream; raise MediaError if it is not a readable video."""
+    path = Path(path)
+    with _open_input(path) as container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise MediaError(f"{path} has no video stream (it holds: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        cc = stream.codec_context
+        if not cc.width or not cc.height:
+            raise MediaError(f"{path}: the video stream has no picture size (damaged header?)")
+        rotation = _stream_rotation(container, stream)
+        width, height = cc.width, cc.height
+        sar = stream.sample_aspect_ratio or Fraction(1)
+        if rotation % 180:
+            width, height, sar = height, width, 1 / sar
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) if rate else 0.0
+        duration = None
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        frames = stream.frames or (round(duration * fps) if duration and fps else None)
+        fmt = av.VideoFormat(cc.format.name) if cc.format else None
+        bit_depth = max((c.bits for c in fmt.components), default=8) if fmt else 8
+        return VideoInfo(
+            path=path, width=width, height=height, rotation=rotation, sample_aspect_ratio=Fraction(sar),
+            fps=fps, time_base=stream.time_base or Fraction(1, 90000), frames=frames, duration=duration,
+            codec=cc.name, pix_fmt=cc.format.name if cc.format else "unknown", bit_depth=bit_depth,
+            colorspace=int(cc.colorspace), color_range=int(cc.color_range),
+            color_primaries=int(cc.color_primaries), color_trc=int(cc.color_trc),
+            audio_streams=len(container.streams.audio),
+        )  # fmt: skip
+
+
+def _stream_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """Rotation (degrees counter-clockwise, multiple of 90) from the display matrix the decoder attaches."""
+    try:
+        for frame in container.decode(stream):
+            return _quarter_turns(frame.rotation) * 90
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{container.name}: cannot decode the first video frame: {_reason(exc)}") from exc
+    raise MediaError(f"{container.name}: the video stream holds no decodable frame")
+
+
+def _quarter_turns(rotation: float) -> int:
+    return round(rotation / 90) % 4
+
+
+def rgb_matrix(info: VideoInfo) -> tuple[Colorspace, int]:
+    """The swscale matrix and AVColorRange used between YUV and RGB for this source (guessing untagged ones)."""
+    matrix = _SWS_MATRIX.get(info.colorspace)
+    if matrix is None:  # untagged: what players assume
+        matrix = Colorspace.ITU709 if max(info.width, info.height) >= 1280 or min(info.width, info.height) >= 720 \
+            else Colorspace.ITU601  # fmt: skip
+    full = info.color_range == _AVCOL_RANGE_JPEG or info.pix_fmt.startswith("yuvj")
+    return matrix, _AVCOL_RANGE_JPEG if full else _AVCOL_RANGE_MPEG
+
+
+def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, threads: int = 0) -> Iterator[Frame]:
+    """Yield the upright RGB frames of ``info.path`` whose timestamps fall in ``[start, end)`` seconds.
+
+    Frames keep the source pts and time base. Raises MediaError when decoding fails or the stream ends well before
+    its declared duration (a truncated file) - never a silent short output.
+    """
+    matrix, color_range = rgb_matrix(info)
+    count = 0
+    last_time: float | None = None
+    with _open_input(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        start_pts = round(start / stream.time_base) if start > 0 else None
+        if start_pts is not None:
+            with contextlib.suppress(av.error.FFmpegError):
+                container.seek(start_pts + (stream.start_time or 0), stream=stream, backward=True)
+        try:
+            for frame in container.decode(stream):
+                if frame.pts is None:
+                    continue
+                t = float(frame.pts * stream.time_base)
+                if t < start - 1e-6:
+                    continue
+                if end is not None and t >= end - 1e-6:
+                    break
+                rgb = frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=color_range)
+                turns = _quarter_turns(frame.rotation)
+                if turns:
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
+                yield Frame(index=count, rgb=rgb, pts=frame.pts, time_base=stream.time_base)
+                count += 1
+                last_time = t
+        except av.error.FFmpegError as exc:
+            where = f"after frame {count} ({last_time:.3f} s)" if last_time is not None else "at the first frame"
+            raise MediaError(f"{info.path}: decoding failed {where}: {_reason(exc)}") from exc
+    if count == 0:
+        raise MediaError(f"{info.path}: no video frame could be decoded in the requested range")
+    _check_complete(info, start, end, last_time)
+
+
+def _check_complete(info: VideoInfo, start: float, end: float | None, last_time: float | None) -> None:
+    """Raise MediaError if decoding stopped clearly before the end the container declares (a truncated file)."""
+    if info.duration is None or last_time is None or info.fps <= 0:
+        return
+    expected_last = min(info.duration, end if end is not None else info.duration) - 1.0 / info.fps
+    slack = max(3.0 / info.fps, 0.25)  # a few frames: declared durations are approximate
+    if last_time < expected_last - slack:
+        raise MediaError(
+            f"{info.path}: the video stream ends at {last_time:.2f} s but the file declares "
+            f"{info.duration:.2f} s: the file is truncated or damaged"
+        )
+
+
+# ------------------------------------------------------------------------------------------------------ output
+
+
+def check_output_path(output: str | Path, input_path: str | Path | None = None) -> Path:
+    """Fail early (UsageError) if OUTPUT cannot be written: before any decoding or model loading."""
+    out = Path(output)
+    if out.is_dir():
+        raise UsageError(f"output is a directory, not a file name: {out}")
+    if input_path is not None and out.exists() and out.resolve() == Path(input_path).resolve():
+        raise UsageError(f"output would overwrite the input: {out}")
+    if not out.suffix:
+        raise UsageError(f"output needs a file extension that names its container (.mp4, .mkv, .mov): {out}")
+    try:
+        av.format.ContainerFormat(_format_name(out), "w")
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise UsageError(f"unknown output container {out.suffix!r}: use .mp4, .mkv or .mov") from exc
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"output directory does not exist: {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output directory is not writable: {parent}")
+    return out
+
+
+def _format_name(path: Path) -> str:
+    """The FFmpeg muxer for a file name, by extension."""
+    ext = path.suffix.lower().lstrip(".")
+    return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts", "webm": "webm"}.get(ext, ext)
+
+
+@contextlib.contextmanager
+def atomic_output(output: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``output``; rename it to ``output`` only if the block succeeds.
+
+    On any exception, KeyboardInterrupt included, the temporary file is removed and ``output`` is untouched.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".partial{output.suffix}",
+                                    dir=output.parent if str(output.parent) else ".")  # fmt: skip
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class VideoWriter:
+    """Encode RGB frames to ``path`` and copy the source's audio streams alongside.
+
+    Audio packets are copied as they are (re-encoded to AAC only where the container cannot hold their codec) and
+    written in step with the video so the file is interleaved; timestamps of both are shifted by ``start``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        info: VideoInfo,
+        size: tuple[int, int],
+        config: OutputConfig,
+        *,
+        start: float = 0.0,
+        end: float | None = None,
+    ) -> None:
+        width, height = size
+        if width % 2 or height % 2:
+            raise ValueError(f"output size must be even for {config.pix_fmt}, got {width}x{height}")
+        self._info = info
+        self._matrix, _ = rgb_matrix(info)
+        self._offset = start
+        self._end = end
+        try:
+            self._out = av.open(str(path), mode="w", format=_format_name(path))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise StereoconvError(f"cannot create output file {path}: {_reason(exc)}") from exc
+        try:
+            self._video = self._add_video_stream(width, height, config)
+            self._audio = _AudioCopy(self._out, info.path, start, end) if info.audio_streams else None
+        except BaseException:
+            self._out.close()
+            raise
+        self._start_pts = round(start / info.time_base)
+
+    def _add_video_stream(self, width: int, height: int, config: OutputConfig) -> av.video.stream.VideoStream:
+        if config.codec not in av.codecs_available:
+            raise UsageError(f"encoder {config.codec!r} is not available in this FFmpeg build")
+        rate = Fraction(self._info.fps).limit_denominator(1001 * 1000) if self._info.fps > 0 else Fraction(25)
+        stream = self._out.add_stream(config.codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = config.pix_fmt
+        stream.time_base = self._info.time_base
+        cc = stream.codec_context
+        cc.sample_aspect_ratio = self._info.sample_aspect_ratio
+        cc.colorspace = int(self._matrix) if int(self._matrix) in (1, 5, 6, 7, 9) else 1
+        cc.color_range = _AVCOL_RANGE_MPEG
+        if self._info.color_primaries != 2:
+            cc.color_primaries = self._info.color_primaries
+        if self._info.color_trc != 2:
+            cc.color_trc = self._info.color_trc
+        if config.codec.startswith("libx26"):
+            stream.options = {"crf": str(config.crf), "preset": config.preset}
+        return stream
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        """Encode one uint8 HxWx3 RGB frame shown at source timestamp ``pts`` (source time base)."""
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+            format=self._video.pix_fmt, dst_colorspace=self._matrix, dst_color_range=_AVCOL_RANGE_MPEG
+        )
+        frame.pts = pts - self._start_pts
+        frame.time_base = self._info.time_base
+        self._mux(self._video.encode(frame))
+        if self._audio is not None:
+            self._audio.write_until(float(frame.pts * self._info.time_base) + 1.0)
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        try:
+            self._out.mux(packets)
+        except av.error.FFmpegError as exc:
+            raise StereoconvError(f"writing the output failed: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        """Flush the encoder and the remaining audio and finish the file."""
+        try:
+            self._mux(self._video.encode(None))
+            if self._audio is not None:
+                self._audio.write_until(float("inf"))
+                self._audio.close()
+        finally:
+            self._out.close()
+
+    def abort(self) -> None:
+        """Close without finishing; the caller removes the file."""
+        with contextlib.suppress(Exception):
+            if self._audio is not None:
+                self._audio.close()
+        with contextlib.suppress(Exception):
+            self._out.close()
+
+
+class _AudioCopy:
+    """Every audio stream of the source, copied (or re-encoded to AAC) into an output container."""
+
+    def __init__(self, out: av.container.OutputContainer, source: Path, start: float, end: float | None) -> None:
+        self._out = out
+        self._src = _open_input(source)
+        self._start, self._end = start, end
+        self._map: dict[int, tuple[av.stream.Stream, bool]] = {}
+        self._pending: av.Packet | None = None
+        for stream in self._src.streams.audio:
+            copy = stream.codec_context.name in out.supported_codecs
+            if copy:
+                ostream = out.add_stream_from_template(stream)
+            else:
+                ostream = out.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
+                ostream.layout = stream.codec_context.layout
+            for key in ("language", "title", "handler_name"):
+                if key in stream.metadata:
+                    ostream.metadata[key] = stream.metadata[key]
+            self._map[stream.index] = (ostream, copy)
+        if start > 0:
+            with contextlib.suppress(av.error.FFmpegError):
+                self._src.seek(round(start * av.time_base), backward=True)
+        self._packets = self._src.demux(*self._src.streams.audio)
+
+    def write_until(self, t: float) -> None:
+        """Mux the source's audio up to ``t`` seconds of output time."""
+        while True:
+            packet = self._pending or next(self._packets, None)
+            self._pending = None
+            if packet is None:
+                return
+            if packet.pts is None:  # the demuxer's end-of-stream flush packets
+                continue
+            src_t = float(packet.pts * packet.time_base)
+            if src_t - self._start > t:
+                self._pending = packet
+                return
+            if src_t < self._start - 1e-6 or (self._end is not None and src_t >= self._end):
+                continue
+            self._write(packet)
+
+    def _write(self, packet: av.Packet) -> None:
+        ostream, copy = self._map[packet.stream.index]
+        shift = round(self._start / packet.time_base)
+        try:
+            if copy:
+                packet.pts -= shift
+                if packet.dts is not None:
+                    packet.dts -= shift
+                packet.stream = ostream
+                self._out.mux(packet)
+            else:
+                for frame in packet.decode():
+                    frame.pts = None if frame.pts is None else frame.pts - shift
+                    self._out.mux(ostream.encode(frame))
+        except av.error.FFmpegError as exc:
+            raise StereoconvError(f"writing audio stream {packet.stream.index} failed: {_reason(exc)}") from exc
+
+    def close(self) -> None:
+        try:
+            for ostream, copy in self._map.values():
+                if not copy:
+                    self._out.mux(ostream.encode(None))
+        finally:
+            self._src.close()

@@ -1,0 +1,234 @@
+"""The conversion pipeline: decode -> scene cuts -> depth -> temporal smoothing -> DIBR -> packing -> encode.
+
+Each stage is a generator over the frame stream, so the wiring below reads like the pipeline. Decoding runs in its own
+thread behind a bounded queue; its exceptions surface here, and the thread is always joined.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from tqdm import tqdm
+
+from .config import PipelineConfig
+from .depth import DepthEstimator
+from .dibr import render_stereo
+from .errors import StereoconvError
+from .media import Frame, VideoInfo, VideoWriter, atomic_output, check_output_path, decode, probe
+from .packing import pack, packed_size
+from .scenes import CutDetector, make_detector
+from .temporal import TemporalSmoother
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion did. ``cuts``: indices of the first frame of each new shot (0-based, decode order)."""
+
+    output: Path
+    frames: int
+    cuts: list[int]
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class SceneList:
+    """Result of scene detection: cut indices, the number of frames scanned and the stream's average frame rate."""
+
+    cuts: list[int]
+    frames: int
+    fps: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"cuts": self.cuts, "frames": self.frames, "fps": round(self.fps, 6)}
+
+
+# ----------------------------------------------------------------------------------------------------- stages
+
+
+def threaded(items: Iterable[T], maxsize: int = 8, name: str = "stereoconv-decode") -> Iterator[T]:
+    """Run ``items`` in a background thread behind a bounded queue.
+
+    The producer's exception is re-raised in the consumer; when the consumer stops early (an error downstream,
+    Ctrl-C) the producer is told to stop, and the thread is always joined.
+    """
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+
+    def put(item: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:
+            put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "item":
+                yield value  # type: ignore[misc]
+            elif kind == "error":
+                raise value  # type: ignore[misc]
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join()
+
+
+def with_cuts(frames: Iterable[Frame], detector: CutDetector) -> Iterator[tuple[Frame, bool]]:
+    """Pair each frame with whether it starts a new shot; holds back ``detector.lookahead`` frames."""
+    pending: deque[Frame] = deque()
+
+    def release(decisions: list[tuple[int, bool]]) -> Iterator[tuple[Frame, bool]]:
+        for index, is_cut in decisions:
+            frame = pending.popleft()
+            assert frame.index == index, f"detector decided frame {index}, next frame is {frame.index}"
+            yield frame, is_cut
+
+    for frame in frames:
+        pending.append(frame)
+        yield from release(detector.push(frame.rgb))
+    yield from release(detector.flush())
+
+
+def with_depth(
+    items: Iterable[tuple[Frame, bool]], estimator: DepthEstimator
+) -> Iterator[tuple[Frame, bool, np.ndarray]]:
+    """Add the raw depth (relative inverse depth, larger = nearer) to each frame, running the model in batches."""
+    batch: list[tuple[Frame, bool]] = []
+
+    def run() -> Iterator[tuple[Frame, bool, np.ndarray]]:
+        depths = estimator([frame.rgb for frame, _ in batch])
+        if len(depths) != len(batch):
+            raise StereoconvError(f"depth estimator returned {len(depths)} maps for {len(batch)} frames")
+        for (frame, is_cut), depth in zip(batch, depths, strict=False):
+            yield frame, is_cut, depth
+        batch.clear()
+
+    for item in items:
+        batch.append(item)
+        if len(batch) >= estimator.batch_size:
+            yield from run()
+    if batch:
+        yield from run()
+
+
+# --------------------------------------------------------------------------------------------------- commands
+
+
+def _expected_frames(info: VideoInfo, start: float, end: float | None) -> int | None:
+    if info.frames is None or info.duration is None or info.fps <= 0:
+        return info.frames
+    stop = min(end, info.duration) if end is not None else info.duration
+    return max(0, min(info.frames, round((stop - start) * info.fps)))
+
+
+def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
+    return tqdm(total=total, unit="frame", desc=desc, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
+
+
+def convert(
+    input: str | Path,
+    output: str | Path,
+    config: PipelineConfig | None = None,
+    *,
+    estimator: DepthEstimator | None = None,
+    progress: bool = False,
+    on_frame: Callable[[int], None] | None = None,
+) -> ConvertResult:
+    """Convert ``input`` to a stereo 3D video at ``output``.
+
+    ``config``: all settings (default: the built-in defaults). ``estimator``: a depth estimator to use instead of
+    loading ``config.depth.model``. ``progress``: show a progress bar on stderr. The output file appears only when
+    the conversion succeeded; on any failure or interruption nothing is left at ``output``.
+    Raises :class:`~stereoconv.errors.StereoconvError` subclasses for user-facing problems.
+    """
+    config = config or PipelineConfig()
+    started = time.perf_counter()
+    info = probe(input)
+    out_path = check_output_path(output, input)
+    if estimator is None:
+        from .depth import load_estimator
+
+        estimator = load_estimator(config.depth)
+
+    media, stereo, layout = config.media, config.stereo, config.output.format
+    smoother = TemporalSmoother(config.temporal)
+    cuts: list[int] = []
+    count = 0
+    frames = threaded(decode(info, media.start, media.end, media.decode_threads))
+    with (
+        atomic_output(out_path) as tmp,
+        _progress(_expected_frames(info, media.start, media.end), progress, "converting") as bar,
+    ):
+        writer = VideoWriter(tmp, info, packed_size(info.width, info.height, layout), config.output,
+                             start=media.start, end=media.end)  # fmt: skip
+        try:
+            for frame, is_cut, raw_depth in with_depth(with_cuts(frames, make_detector(config.scenes)), estimator):
+                if is_cut:
+                    cuts.append(frame.index)
+                depth = smoother(raw_depth, frame.rgb, cut=is_cut)
+                left, right = render_stereo(frame.rgb, depth, stereo)
+                writer.write(pack(left, right, layout), frame.pts)
+                count += 1
+                bar.update()
+                if on_frame is not None:
+                    on_frame(frame.index)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            frames.close()
+    return ConvertResult(output=out_path, frames=count, cuts=cuts, seconds=time.perf_counter() - started)
+
+
+def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, progress: bool = False) -> SceneList:
+    """Scan ``input`` for scene cuts with the same detector ``convert`` uses."""
+    config = config or PipelineConfig()
+    info = probe(input)
+    detector = make_detector(config.scenes)
+    cuts: list[int] = []
+    count = 0
+    frames = threaded(decode(info, config.media.start, config.media.end, config.media.decode_threads))
+    try:
+        with _progress(_expected_frames(info, config.media.start, config.media.end), progress, "scanning") as bar:
+            for frame, is_cut in with_cuts(frames, detector):
+                count += 1
+                if is_cut:
+                    cuts.append(frame.index)
+                bar.update()
+    finally:
+        frames.close()
+    return SceneList(cuts=cuts, frames=count, fps=info.fps)
