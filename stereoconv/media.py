@@ -20,7 +20,7 @@ from pathlib import Path
 import av
 import av.error
 import numpy as np
-from av.video.reformatter import Colorspace
+from av.video.reformatter import Colorspace, Interpolation
 
 from .config import OutputConfig
 from .errors import MediaError, StereoconvError, UsageError
@@ -29,6 +29,8 @@ from .errors import MediaError, StereoconvError, UsageError
 _SWS_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
                7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}  # fmt: skip
 _AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
+# swscale's default rounding darkens every YUV<->RGB conversion by a level or two; accurate rounding does not.
+_SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 
 @dataclass(frozen=True)
@@ -152,14 +154,24 @@ def _quarter_turns(rotation: float) -> int:
     return round(rotation / 90) % 4
 
 
-def rgb_matrix(info: VideoInfo) -> tuple[Colorspace, int]:
-    """The swscale matrix and AVColorRange used between YUV and RGB for this source (guessing untagged ones)."""
-    matrix = _SWS_MATRIX.get(info.colorspace)
-    if matrix is None:  # untagged: what players assume
-        matrix = Colorspace.ITU709 if max(info.width, info.height) >= 1280 or min(info.width, info.height) >= 720 \
-            else Colorspace.ITU601  # fmt: skip
-    full = info.color_range == _AVCOL_RANGE_JPEG or info.pix_fmt.startswith("yuvj")
+def rgb_matrix(colorspace: int, color_range: int, pix_fmt: str, width: int, height: int) -> tuple[Colorspace, int]:
+    """The swscale matrix and AVColorRange to convert between YUV and RGB, from a stream's colour tags.
+
+    Untagged streams get what players assume: BT.709 for HD sizes, BT.601 below; limited range unless full range is
+    tagged or implied by a ``yuvj`` format.
+    """
+    matrix = _SWS_MATRIX.get(colorspace)
+    if matrix is None:
+        hd = max(width, height) >= 1280 or min(width, height) >= 720
+        matrix = Colorspace.ITU709 if hd else Colorspace.ITU601
+    full = color_range == _AVCOL_RANGE_JPEG or pix_fmt.startswith("yuvj")
     return matrix, _AVCOL_RANGE_JPEG if full else _AVCOL_RANGE_MPEG
+
+
+def to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.ndarray:
+    """A decoded frame as uint8 HxWx3 RGB in stored orientation (10-bit sources are rounded to 8 bits)."""
+    return frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=color_range,
+                            interpolation=_SWS_FLAGS)  # fmt: skip
 
 
 def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, threads: int = 0) -> Iterator[Frame]:
@@ -168,7 +180,7 @@ def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, thread
     Frames keep the source pts and time base. Raises MediaError when decoding fails or the stream ends well before
     its declared duration (a truncated file) - never a silent short output.
     """
-    matrix, color_range = rgb_matrix(info)
+    matrix, color_range = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
     count = 0
     last_time: float | None = None
     with _open_input(info.path) as container:
@@ -188,7 +200,7 @@ def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, thread
                     continue
                 if end is not None and t >= end - 1e-6:
                     break
-                rgb = frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=color_range)
+                rgb = to_rgb(frame, matrix, color_range)
                 turns = _quarter_turns(frame.rotation)
                 if turns:
                     rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
@@ -252,8 +264,11 @@ def atomic_output(output: Path) -> Iterator[Path]:
 
     On any exception, KeyboardInterrupt included, the temporary file is removed and ``output`` is untouched.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".partial{output.suffix}",
-                                    dir=output.parent if str(output.parent) else ".")  # fmt: skip
+    directory = output.parent if str(output.parent) else Path(".")
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".partial{output.suffix}", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from exc
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -284,7 +299,7 @@ class VideoWriter:
         if width % 2 or height % 2:
             raise ValueError(f"output size must be even for {config.pix_fmt}, got {width}x{height}")
         self._info = info
-        self._matrix, _ = rgb_matrix(info)
+        self._matrix, _ = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
         self._offset = start
         self._end = end
         try:
@@ -306,8 +321,10 @@ class VideoWriter:
         stream = self._out.add_stream(config.codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = config.pix_fmt
+        # The encoder's time base must be the source's too: left at 1/rate it would snap VFR timestamps to that grid.
         stream.time_base = self._info.time_base
         cc = stream.codec_context
+        cc.time_base = self._info.time_base
         cc.sample_aspect_ratio = self._info.sample_aspect_ratio
         cc.colorspace = int(self._matrix) if int(self._matrix) in (1, 5, 6, 7, 9) else 1
         cc.color_range = _AVCOL_RANGE_MPEG
@@ -322,7 +339,10 @@ class VideoWriter:
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one uint8 HxWx3 RGB frame shown at source timestamp ``pts`` (source time base)."""
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-            format=self._video.pix_fmt, dst_colorspace=self._matrix, dst_color_range=_AVCOL_RANGE_MPEG
+            format=self._video.pix_fmt,
+            dst_colorspace=self._matrix,
+            dst_color_range=_AVCOL_RANGE_MPEG,
+            interpolation=_SWS_FLAGS,
         )
         frame.pts = pts - self._start_pts
         frame.time_base = self._info.time_base

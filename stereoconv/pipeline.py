@@ -144,6 +144,29 @@ def with_depth(
         yield from run()
 
 
+@dataclass(frozen=True)
+class StereoFrame:
+    """One frame through every stage before encoding.
+
+    ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``packed``: uint8 frame in the
+    output layout. ``is_cut``: the frame starts a new shot.
+    """
+
+    frame: Frame
+    is_cut: bool
+    depth: np.ndarray
+    packed: np.ndarray
+
+
+def stereo_frames(frames: Iterable[Frame], estimator: DepthEstimator, config: PipelineConfig) -> Iterator[StereoFrame]:
+    """Scene cuts -> depth -> temporal smoothing -> DIBR -> packing, for frames in decode order."""
+    smoother = TemporalSmoother(config.temporal)
+    for frame, is_cut, raw_depth in with_depth(with_cuts(frames, make_detector(config.scenes)), estimator):
+        depth = smoother(raw_depth, frame.rgb, cut=is_cut)
+        left, right = render_stereo(frame.rgb, depth, config.stereo)
+        yield StereoFrame(frame, is_cut, depth, pack(left, right, config.output.format))
+
+
 # --------------------------------------------------------------------------------------------------- commands
 
 
@@ -183,28 +206,23 @@ def convert(
 
         estimator = load_estimator(config.depth)
 
-    media, stereo, layout = config.media, config.stereo, config.output.format
-    smoother = TemporalSmoother(config.temporal)
+    media = config.media
     cuts: list[int] = []
     count = 0
     frames = threaded(decode(info, media.start, media.end, media.decode_threads))
-    with (
-        atomic_output(out_path) as tmp,
-        _progress(_expected_frames(info, media.start, media.end), progress, "converting") as bar,
-    ):
-        writer = VideoWriter(tmp, info, packed_size(info.width, info.height, layout), config.output,
-                             start=media.start, end=media.end)  # fmt: skip
+    size = packed_size(info.width, info.height, config.output.format)
+    total = _expected_frames(info, media.start, media.end)
+    with atomic_output(out_path) as tmp, _progress(total, progress, "converting") as bar:
+        writer = VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end)
         try:
-            for frame, is_cut, raw_depth in with_depth(with_cuts(frames, make_detector(config.scenes)), estimator):
-                if is_cut:
-                    cuts.append(frame.index)
-                depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-                left, right = render_stereo(frame.rgb, depth, stereo)
-                writer.write(pack(left, right, layout), frame.pts)
+            for item in stereo_frames(frames, estimator, config):
+                if item.is_cut:
+                    cuts.append(item.frame.index)
+                writer.write(item.packed, item.frame.pts)
                 count += 1
                 bar.update()
                 if on_frame is not None:
-                    on_frame(frame.index)
+                    on_frame(item.frame.index)
             writer.close()
         except BaseException:
             writer.abort()

@@ -1,0 +1,231 @@
+"""The command line: bad input gives one clear line, the right exit code and no output; good input converts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from synth import make_clip, write_video
+
+from stereoconv.cli import main
+
+TINY = ["--set", "depth.input_size=56", "-q"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, list[str]]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, [line for line in captured.err.splitlines() if line.strip()]
+
+
+def assert_one_line_error(lines: list[str], *fragments: str) -> None:
+    assert len(lines) == 1, f"expected one line on stderr, got {lines}"
+    assert lines[0].startswith("stereoconv: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def assert_nothing_written(directory: Path, keep: set[str]) -> None:
+    assert {p.name for p in directory.iterdir()} == keep, "output or temporary files left behind"
+
+
+def make_audio_only(path: Path) -> None:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=48000)
+        stream.layout = "stereo"
+        for i in range(20):
+            frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, i * 1024
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "audio-only", "truncated-mp4", "truncated-mkv",
+                                  "directory"])  # fmt: skip
+def test_bad_input_gives_one_line_exit_3_and_no_output(kind, tmp_path, tiny_model, capsys):
+    expected = {
+        "missing": "input not found",
+        "empty": "input is empty",
+        "text": "cannot read",
+        "audio-only": "has no video stream",
+        "truncated-mp4": "cannot read",
+        "truncated-mkv": "truncated or damaged",
+        "directory": "is a directory",
+    }[kind]
+    source = tmp_path / {"truncated-mkv": "in.mkv", "audio-only": "in.m4a"}.get(kind, "in.mp4")
+    if kind == "empty":
+        source.touch()
+    elif kind == "text":
+        source.write_text("this is not a video\n" * 100)
+    elif kind == "audio-only":
+        make_audio_only(source)
+    elif kind.startswith("truncated"):
+        make_clip(source, (30, 30), audio=True)
+        data = source.read_bytes()
+        source.write_bytes(data[: len(data) // 2])
+    elif kind == "directory":
+        source.mkdir()
+    out = tmp_path / "out.mp4"
+    keep = {p.name for p in tmp_path.iterdir()}
+
+    code, _, err = run_cli(capsys, "convert", str(source), str(out), "--model", str(tiny_model), *TINY)
+    assert code == 3
+    assert_one_line_error(err, expected)
+    assert_nothing_written(tmp_path, keep)
+
+
+def test_missing_output_directory_is_a_usage_error(two_shot_clip, tmp_path, tiny_model, capsys):
+    out = tmp_path / "no" / "such" / "dir" / "out.mp4"
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model), *TINY)
+    assert code == 2
+    assert_one_line_error(err, "output directory does not exist")
+    assert not out.parent.exists()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can write into read-only directories")
+def test_unwritable_output_directory_is_a_usage_error(two_shot_clip, tmp_path, tiny_model, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        code, _, err = run_cli(
+            capsys, "convert", str(two_shot_clip.path), str(locked / "out.mp4"), "--model", str(tiny_model), *TINY
+        )
+    finally:
+        locked.chmod(0o755)
+    assert code == 2
+    assert_one_line_error(err, "not writable")
+    assert list(locked.iterdir()) == []
+
+
+def test_unwritable_output_directory_as_root(two_shot_clip, tmp_path, tiny_model, capsys, monkeypatch):
+    """Root writes anywhere, so deny the permission check itself; the refusal must come before any work."""
+    import stereoconv.media as media
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(media.os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    code, _, err = run_cli(
+        capsys, "convert", str(two_shot_clip.path), str(locked / "out.mp4"), "--model", str(tiny_model), *TINY
+    )
+    assert code == 2
+    assert_one_line_error(err, "output directory is not writable")
+    assert list(locked.iterdir()) == []
+
+
+def test_output_equal_to_input_is_refused(two_shot_clip, tmp_path, tiny_model, capsys):
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(two_shot_clip.path),
+                           "--model", str(tiny_model), *TINY)  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "overwrite the input")
+
+
+def test_missing_model_directory_exits_4(two_shot_clip, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "o.mp4"),
+                           "--model", str(tmp_path / "no-model"), *TINY)  # fmt: skip
+    assert code == 4
+    assert_one_line_error(err, "model directory not found")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_directory_that_is_not_a_model_exits_4(two_shot_clip, tmp_path, capsys):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "o.mp4"),
+                           "--model", str(empty), *TINY)  # fmt: skip
+    assert code == 4
+    assert_one_line_error(err, "cannot load depth model")
+
+
+def test_offline_hub_model_fails_in_one_line_telling_to_pass_a_directory(two_shot_clip, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stereoconv", "convert", str(two_shot_clip.path), str(tmp_path / "o.mp4"), "-q"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 4
+    assert_one_line_error(lines, "depth-anything/Depth-Anything-V2-Small-hf", "--model DIR")
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--set", "stereo.max_parallax=50"], "stereo.max_parallax = 50.0 is out of range: allowed 0.0..10.0"),
+        (["--set", "stereo.nope=1"], "unknown setting stereo.nope"),
+        (["--set", "depth.batch_size=two"], "depth.batch_size = 'two' is not a int"),
+        (["--preset", "western"], "unknown preset 'western'"),
+        (["--start", "1:99"], "is not a time"),
+        (["--start", "2", "--end", "1"], "must be after media.start"),
+        (["--config", "/no/such/file.toml"], "cannot read config file"),
+    ],
+)
+def test_bad_settings_exit_2_naming_the_key(args, fragment, two_shot_clip, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "o.mp4"), *args)
+    assert code == 2
+    assert_one_line_error(err, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_with_tiny_model_via_cli(two_shot_clip, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model),
+                           "--format", "full-tb", "--end", "00:00:00.500", *TINY)  # fmt: skip
+    assert code == 0, err
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (96, 128)
+        assert sum(1 for _ in container.decode(stream)) == 12
+
+
+def test_scenes_json(two_shot_clip, capsys):
+    code, out, _ = run_cli(capsys, "scenes", str(two_shot_clip.path), "--json")
+    assert code == 0
+    assert json.loads(out) == {"cuts": two_shot_clip.cuts, "frames": len(two_shot_clip.frames), "fps": 24.0}
+
+
+def test_scenes_on_bad_input_exits_3(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "scenes", str(tmp_path / "missing.mp4"), "--json")
+    assert code == 3
+    assert_one_line_error(err, "input not found")
+
+
+def test_presets_list_and_show(capsys):
+    code, out, _ = run_cli(capsys, "presets")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert {"film", "documentary", "action", "animation"} <= set(names)
+    code, out, _ = run_cli(capsys, "presets", "show", "action", "--set", "stereo.max_parallax=4")
+    assert code == 0
+    assert "max_parallax = 4.0" in out and "[temporal]" in out
+
+
+def test_interrupted_convert_exits_130_without_output(two_shot_clip, tmp_path, tiny_model, capsys, monkeypatch):
+    import stereoconv.pipeline as pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "render_stereo", interrupted)
+    out = tmp_path / "out.mp4"
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model), *TINY)
+    assert code == 130
+    assert err == ["stereoconv: interrupted; no output was written"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_video_helper_really_makes_readable_files(tmp_path):
+    # Guard for the fixtures above: a file the tests call valid must decode.
+    frames = [np.full((16, 16, 3), 100, np.uint8)] * 3
+    write_video(tmp_path / "ok.mp4", frames)
+    with av.open(str(tmp_path / "ok.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 3

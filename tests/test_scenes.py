@@ -1,0 +1,80 @@
+"""Scene-cut detection: synthetic cuts exactly, flashes and fades ignored, real clips against their cut lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import shared_video
+from synth import shot_frames
+
+from stereoconv.config import ScenesConfig
+from stereoconv.media import decode, probe
+from stereoconv.pipeline import detect_scenes
+from stereoconv.scenes import AdaptiveContentDetector, detect_cuts
+
+
+def shots(*lengths: int, h: int = 48, w: int = 64) -> list[np.ndarray]:
+    frames: list[np.ndarray] = []
+    for k, n in enumerate(lengths):
+        frames += shot_frames(n, h, w, seed=10 + 31 * k)[0]
+    return frames
+
+
+def test_hard_cuts_found_at_the_first_frame_of_each_shot():
+    assert detect_cuts(shots(12, 9, 15)) == [12, 21]
+
+
+def test_every_frame_gets_exactly_one_decision_in_order():
+    detector = AdaptiveContentDetector(ScenesConfig(window=3))
+    decisions = []
+    for pushed, frame in enumerate(shots(10, 10), start=1):
+        decisions += detector.push(frame)
+        assert len(decisions) == max(0, pushed - detector.lookahead), "decisions must lag by the lookahead only"
+    decisions += detector.flush()
+    assert [i for i, _ in decisions] == list(range(20))
+
+
+def test_a_flash_inside_a_shot_is_not_a_cut():
+    frames = shots(20)
+    frames[9] = np.full_like(frames[9], 255)  # one white frame
+    frames[14] = np.clip(frames[14].astype(int) + 120, 0, 255).astype(np.uint8)  # a bright flash
+    assert detect_cuts(frames) == []
+
+
+def test_a_cross_fade_gives_at_most_one_cut():
+    a, b = shots(10)[0], shots(1, 10)[-1]
+    fade = [((1 - t) * a + t * b).astype(np.uint8) for t in np.linspace(0, 1, 12)]
+    frames = [a] * 10 + fade + [b] * 10
+    assert len(detect_cuts(frames)) <= 1
+
+
+def test_min_scene_len_drops_cuts_too_close_together():
+    frames = shots(10, 3, 10)
+    assert detect_cuts(frames, ScenesConfig(min_scene_len=2)) == [10, 13]
+    assert detect_cuts(frames, ScenesConfig(min_scene_len=5)) == [10]
+
+
+def test_disabled_detection_reports_no_cuts():
+    assert detect_cuts(shots(5, 5), ScenesConfig(enabled=False)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "truth"),
+    [
+        ("goldeneye-vfr-drop3.mp4", [60, 140]),
+        ("issue-134-rotate.mp4", [90, 210]),
+        # 421 is a real hard cut (a glass, then dice on a board) that the manifest lists as a "weaker change".
+        ("issue-195-aspect-ratio.mp4", [70, 170, 301, 421, 484]),
+        ("fades.mp4", []),
+        ("testvideo.mp4", [30, 180]),
+    ],
+)
+def test_real_clips_match_their_cut_lists(name, truth):
+    scenes = detect_scenes(shared_video(name))
+    assert len(scenes.cuts) == len(truth), scenes.cuts
+    assert all(abs(c - t) <= 1 for c, t in zip(scenes.cuts, truth, strict=True)), scenes.cuts
+
+
+def test_scenes_command_and_convert_use_one_detector(two_shot_clip):
+    frames = [f.rgb for f in decode(probe(two_shot_clip.path))]
+    assert detect_scenes(two_shot_clip.path).cuts == detect_cuts(frames) == two_shot_clip.cuts
