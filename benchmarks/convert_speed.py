@@ -29,6 +29,7 @@ Nothing here asserts a time: the numbers depend on the machine, and are reported
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import itertools
 import json
@@ -198,18 +199,14 @@ def transcode(path: Path, output: Path, config: PipelineConfig) -> EndToEnd:
     size = packed_size(info.width, info.height, layout)
     as_is = size == (info.width, info.height)  # else fill the packed frame, as the pipeline's output has that size
     frames = threaded(decode(info, media.start, media.end, media.decode_threads))
-    writer = VideoWriter(output, info, size, config.output, start=media.start, end=media.end)
     count = 0
-    try:
+    with (
+        contextlib.closing(frames),
+        VideoWriter(output, info, size, config.output, start=media.start, end=media.end) as writer,
+    ):
         for frame in frames:
             writer.write(frame.rgb if as_is else pack(frame.rgb, frame.rgb, layout), frame.pts)
             count += 1
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        frames.close()
     return EndToEnd(count, time.perf_counter() - started)
 
 

@@ -281,6 +281,8 @@ def atomic_output(output: Path) -> Iterator[Path]:
 class VideoWriter:
     """Encode RGB frames to ``path`` and copy the source's audio streams alongside.
 
+    Use as a context manager: the file is finished when the block succeeds and abandoned when it raises.
+
     Audio packets are copied as they are (re-encoded to AAC only where the container cannot hold their codec) and
     written in step with the video so the file is interleaved; timestamps of both are shifted by ``start``.
     """
@@ -355,6 +357,16 @@ class VideoWriter:
             self._out.mux(packets)
         except av.error.FFmpegError as exc:
             raise StereoconvError(f"writing the output failed: {_reason(exc)}") from exc
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        """Finish the file if the block succeeded, else abandon it (the caller's atomic_output removes it)."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
     def close(self) -> None:
         """Flush the encoder and the remaining audio and finish the file."""

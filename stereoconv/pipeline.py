@@ -6,6 +6,7 @@ thread behind a bounded queue; its exceptions surface here, and the thread is al
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -212,23 +213,20 @@ def convert(
     frames = threaded(decode(info, media.start, media.end, media.decode_threads))
     size = packed_size(info.width, info.height, config.output.format)
     total = _expected_frames(info, media.start, media.end)
-    with atomic_output(out_path) as tmp, _progress(total, progress, "converting") as bar:
-        writer = VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end)
-        try:
-            for item in stereo_frames(frames, estimator, config):
-                if item.is_cut:
-                    cuts.append(item.frame.index)
-                writer.write(item.packed, item.frame.pts)
-                count += 1
-                bar.update()
-                if on_frame is not None:
-                    on_frame(item.frame.index)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
-        finally:
-            frames.close()
+    with (
+        contextlib.closing(frames),
+        atomic_output(out_path) as tmp,
+        _progress(total, progress, "converting") as bar,
+        VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end) as writer,
+    ):
+        for item in stereo_frames(frames, estimator, config):
+            if item.is_cut:
+                cuts.append(item.frame.index)
+            writer.write(item.packed, item.frame.pts)
+            count += 1
+            bar.update()
+            if on_frame is not None:
+                on_frame(item.frame.index)
     return ConvertResult(output=out_path, frames=count, cuts=cuts, seconds=time.perf_counter() - started)
 
 
@@ -240,13 +238,11 @@ def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, pr
     cuts: list[int] = []
     count = 0
     frames = threaded(decode(info, config.media.start, config.media.end, config.media.decode_threads))
-    try:
-        with _progress(_expected_frames(info, config.media.start, config.media.end), progress, "scanning") as bar:
-            for frame, is_cut in with_cuts(frames, detector):
-                count += 1
-                if is_cut:
-                    cuts.append(frame.index)
-                bar.update()
-    finally:
-        frames.close()
+    total = _expected_frames(info, config.media.start, config.media.end)
+    with contextlib.closing(frames), _progress(total, progress, "scanning") as bar:
+        for frame, is_cut in with_cuts(frames, detector):
+            count += 1
+            if is_cut:
+                cuts.append(frame.index)
+            bar.update()
     return SceneList(cuts=cuts, frames=count, fps=info.fps)
