@@ -1,6 +1,7 @@
 """Command line: parses arguments, builds a config, calls the API, and turns errors into one line and an exit code.
 
-Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model load, 130 interrupted.
+Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model load, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +29,15 @@ from .config import (
 from .errors import StereoconvError, UsageError
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
+
+
+class Terminated(BaseException):
+    """SIGTERM (a render farm or `kill` stopping the job), raised so every cleanup runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stereoconv",
         description="Convert 2D video to stereoscopic 3D (monocular depth + DIBR).",
-        epilog="exit codes: 0 ok, 1 other error, 2 usage/config, 3 input media, 4 model load, 130 interrupted",
+        epilog="exit codes: 0 ok, 1 other error, 2 usage/config, 3 input media, 4 model load, 130 interrupted, "
+        "143 terminated",
     )
     parser.add_argument("--version", action="version", version=f"stereoconv {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -150,6 +162,7 @@ COMMANDS = {"convert": _cmd_convert, "scenes": _cmd_scenes, "presets": _cmd_pres
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stereoconv`` command. Returns the exit code."""
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return COMMANDS[args.command](args)
     except StereoconvError as exc:
@@ -158,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stereoconv: interrupted; no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("stereoconv: terminated; no output was written", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as exc:
         if os.environ.get("STEREOCONV_DEBUG"):
             raise
@@ -165,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stereoconv: internal error: {type(exc).__name__}: {first} "
               "(set STEREOCONV_DEBUG=1 for the traceback)", file=sys.stderr)  # fmt: skip
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -229,3 +231,24 @@ def test_write_video_helper_really_makes_readable_files(tmp_path):
     write_video(tmp_path / "ok.mp4", frames)
     with av.open(str(tmp_path / "ok.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == 3
+
+
+def test_sigterm_leaves_no_file_and_exits_143(tmp_path, tiny_model):
+    clip = make_clip(tmp_path / "long.mp4", (60, 60), height=240, width=320)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stereoconv", "convert", str(clip.path), str(out_dir / "out.mp4"),
+         "--model", str(tiny_model), "-q"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(out_dir.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # wait until the partial output exists: the kill lands mid-conversion
+    if proc.poll() is not None:
+        pytest.skip("the conversion finished before it could be stopped")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "stereoconv: terminated; no output was written"
+    assert list(out_dir.iterdir()) == []
