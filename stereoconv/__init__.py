@@ -34,6 +34,7 @@ __all__ = [
     "ModelError",
     "OutputConfig",
     "PipelineConfig",
+    "SceneList",
     "ScenesConfig",
     "StereoConfig",
     "StereoconvError",

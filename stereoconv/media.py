@@ -212,10 +212,10 @@ def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, thread
             raise MediaError(f"{info.path}: decoding failed {where}: {_reason(exc)}") from exc
     if count == 0:
         raise MediaError(f"{info.path}: no video frame could be decoded in the requested range")
-    _check_complete(info, start, end, last_time)
+    _check_complete(info, end, last_time)
 
 
-def _check_complete(info: VideoInfo, start: float, end: float | None, last_time: float | None) -> None:
+def _check_complete(info: VideoInfo, end: float | None, last_time: float | None) -> None:
     """Raise MediaError if decoding stopped clearly before the end the container declares (a truncated file)."""
     if info.duration is None or last_time is None or info.fps <= 0:
         return
@@ -302,8 +302,6 @@ class VideoWriter:
             raise ValueError(f"output size must be even for {config.pix_fmt}, got {width}x{height}")
         self._info = info
         self._matrix, _ = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
-        self._offset = start
-        self._end = end
         try:
             self._out = av.open(str(path), mode="w", format=_format_name(path))
         except (av.error.FFmpegError, OSError) as exc:

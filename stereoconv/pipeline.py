@@ -194,8 +194,9 @@ def convert(
     """Convert ``input`` to a stereo 3D video at ``output``.
 
     ``config``: all settings (default: the built-in defaults). ``estimator``: a depth estimator to use instead of
-    loading ``config.depth.model``. ``progress``: show a progress bar on stderr. The output file appears only when
-    the conversion succeeded; on any failure or interruption nothing is left at ``output``.
+    loading ``config.depth.model``. ``progress``: show a progress bar on stderr. ``on_frame``: called with each
+    frame's index once it is encoded (progress hooks; an exception raised there aborts). The output file appears
+    only when the conversion succeeded; on any failure or interruption nothing is left at ``output``.
     Raises :class:`~stereoconv.errors.StereoconvError` subclasses for user-facing problems.
     """
     config = config or PipelineConfig()
