@@ -95,7 +95,9 @@ def _open_input(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise MediaError(f"cannot read {path} as a media file: {_reason(exc)}") from exc
+        raise MediaError(
+            f"cannot read {path} as a media file (not a video, or damaged or truncated): {_reason(exc)}"
+        ) from exc
 
 
 def _reason(exc: BaseException) -> str:
