@@ -9,18 +9,34 @@ and farthest point (``max_parallax`` % of the frame width). The two eyes are ren
 
 so the screen parallax ``x_right - x_left = -2 d``: points nearer than the convergence plane (d > 0) get crossed
 (negative) parallax and appear in front of the screen, farther ones appear behind it.
+
+A view is made in three steps:
+
+1. :func:`warp_disparity` forward-warps the *disparity* to the new view with occlusion order (larger wins). Each
+   pair of neighbouring pixels on one surface is splatted as a segment covering every pixel between their new
+   positions, with linearly interpolated disparity: sub-pixel exact, no cracks on slanted or stretched surfaces.
+2. :func:`sample_view` reads each new pixel's colour back from the source at ``x - direction * disparity`` by linear
+   interpolation between the two nearest source pixels, using only those on the same surface as the pixel, so
+   foreground colour does not leak into background at depth edges, nor the reverse.
+3. :func:`fill_disocclusions` fills what no surface covers from the background side only: the mean of the nearest
+   background pixels in the row, smoothed over the rows of the hole, continuing the background instead of smearing
+   one pixel (or the foreground) into it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import cv2
 import numpy as np
 
 from .config import StereoConfig
 
-# Disparities are compared in 1/256 pixel steps in the z-buffer.
-_Z_STEPS_PER_PIXEL = 256
+# Neighbouring pixels whose disparities differ by at most this (px) belong to one surface: the warp joins them, so a
+# stretched or slanted surface leaves no cracks, and the colour of one may be interpolated with the other.
+SAME_SURFACE = 1.0
+# A disocclusion takes the mean of this many background pixels next to it (fewer where the background surface ends)
+_FILL_TAPS = 2
+# ...and that fill is then averaged over this many rows of the hole above and below, so it does not streak.
+_FILL_ROWS = 3
 
 
 def depth_to_disparity(depth: np.ndarray, config: StereoConfig) -> np.ndarray:
@@ -34,188 +50,146 @@ def depth_to_disparity(depth: np.ndarray, config: StereoConfig) -> np.ndarray:
     return (depth.astype(np.float32, copy=False) - np.float32(config.convergence)) * half_budget
 
 
-def _target_columns(disparity: np.ndarray, direction: int) -> np.ndarray:
-    """The column each pixel lands on, ``floor(x + direction * disparity + 0.5)``, as a new float array.
+def warp_disparity(disparity: np.ndarray, direction: int) -> np.ndarray:
+    """The disparity seen from the new view: float32 HxW, ``-inf`` where no surface lands (a disocclusion).
 
-    Halves round up, the same way for every x, so a constant half-pixel disparity shifts every pixel alike (rounding
-    half to even would send neighbours to one column and leave a hole beside them). For integer x this equals
-    ``x + floor(direction * disparity + 0.5)``, computed in ``disparity``'s own precision.
+    ``disparity``: float32 HxW in pixels, larger = nearer; a pixel moves to ``x + direction * disparity``. Every
+    pixel lands on its rounded new column (halves up, so a constant half-pixel shift moves all pixels alike), and
+    every new column strictly between two same-surface neighbours gets their linearly interpolated disparity. Where
+    several land on one pixel, the largest disparity (the nearest) wins. Non-finite disparities are dropped.
     """
-    target = np.multiply(disparity, direction, dtype=disparity.dtype)
-    target += 0.5
-    np.floor(target, out=target)
-    target += np.arange(disparity.shape[1], dtype=target.dtype)
-    return target
-
-
-def _warp_sources(disparity: np.ndarray, direction: int) -> tuple[np.ndarray, np.ndarray]:
-    """Which source pixel lands on each output pixel.
-
-    ``disparity``: HxW, pixels. Returns ``(source, filled)``: ``source`` is intp HxW, the flat index of the winning
-    pixel in the source padded to ``width + 1`` columns (row-major), where the extra column stands for "nothing
-    landed here"; ``filled`` is the bool HxW mask of pixels something landed on.
-    """
-    if disparity.dtype != np.float32:
-        disparity = disparity.astype(np.float64)  # the precision the contract is written in
-    height, width = disparity.shape
-    lowest, highest = (float(disparity.min()), float(disparity.max())) if disparity.size else (0.0, 0.0)
-    if not (np.isfinite(lowest) and np.isfinite(highest)):
-        # A pixel with a non-finite disparity is dropped (sent off-frame), which keeps inf and NaN out of the
-        # arithmetic below; an int64 cast of them used to decide this, differently per platform.
-        far = 2.0 * (width + 1)
-        disparity = np.nan_to_num(disparity, nan=far, posinf=far, neginf=-far)
-        lowest, highest = float(disparity.min()), float(disparity.max())
-    # One buffer holds the quantized disparities, then the z-buffer, whose rows have a spare column on either side
-    # that takes off-frame targets, so nothing needs compacting.
-    stride = width + 2
-    buffer = np.empty(height * stride, dtype=disparity.dtype)
-    scratch = buffer[: height * width].reshape(height, width)
-
-    target = _target_columns(disparity, direction)
-    np.clip(target, -1, width, out=target)
-    zindex = target.astype(np.intp)
-    zindex += (np.arange(height, dtype=np.intp) * stride + 1)[:, None]
-
-    # Key = (quantized disparity, source column) packed as level << bits | x, so one scatter-max picks the nearest
-    # pixel (ties to the larger column) and key & mask gives its column back. bits leaves room for column `width`
-    # too: an empty z-buffer entry (-1) masks to >= width. Only pixels that land in the frame compete, and they have
-    # |d| < width, so clamping the level beyond that changes no outcome and bounds the key.
-    bits = width.bit_length()
-    limit = (width + 1) * _Z_STEPS_PER_PIXEL
-    level = np.multiply(disparity, _Z_STEPS_PER_PIXEL, out=scratch)  # exact: a power of two
-    np.rint(level, out=level)
-    low, high = float(np.rint(lowest * _Z_STEPS_PER_PIXEL)), float(np.rint(highest * _Z_STEPS_PER_PIXEL))
-    if low < -limit or high > limit:
-        np.clip(level, -limit, limit, out=level)
-        low, high = max(low, -limit), min(high, limit)
-    low, high = int(low), int(high)
-    key_dtype = np.dtype(np.int32 if (high - low + 1) << bits <= 2**31 else np.int64)
-    # target is spent, and so is buffer once the key is made: reuse their memory for the key and the z-buffer.
-    key = target.view(key_dtype) if key_dtype.itemsize == target.itemsize else np.empty(level.shape, key_dtype)
-    np.copyto(key, level, casting="unsafe")
-    key -= low
-    key <<= bits
-    key |= np.arange(width, dtype=key_dtype)
-    zbuf = buffer.view(key_dtype) if key_dtype.itemsize == buffer.itemsize else np.empty(buffer.size, key_dtype)
-    zbuf.fill(-1)
-    np.maximum.at(zbuf, zindex.ravel(), key.ravel())
-    zbuf = zbuf.reshape(height, stride)[:, 1 : width + 1]
-
-    filled = zbuf >= 0
-    source = zindex.reshape(height, width)  # the z-buffer indices are spent: reuse their memory
-    np.bitwise_and(zbuf, (1 << bits) - 1, out=source)
-    np.minimum(source, width, out=source)
-    source += (np.arange(height, dtype=np.intp) * (width + 1))[:, None]
-    return source, filled
-
-
-def _take_pixels(array: np.ndarray, source: np.ndarray, hole: float) -> np.ndarray:
-    """``array`` (HxW...) at the ``source`` indices of :func:`_warp_sources` (HxW), with ``hole`` where none landed."""
-    height, width = source.shape
-    padded = np.empty((height, width + 1, *array.shape[2:]), dtype=array.dtype)
-    padded[:, :width] = array
-    padded[:, width] = hole
-    padded = padded.reshape(height * (width + 1), *array.shape[2:])
-    return np.take(padded, source.ravel(), axis=0).reshape(height, width, *array.shape[2:])
-
-
-def _check(image: np.ndarray, disparity: np.ndarray, direction: int) -> None:
-    """Refuse (ValueError) a direction other than -1 or +1, or an image and a disparity map of different sizes."""
     if direction not in (-1, 1):
         raise ValueError(f"direction must be -1 or +1, got {direction}")
-    if image.shape[:2] != disparity.shape:
-        raise ValueError(f"image {image.shape[:2]} and disparity {disparity.shape} sizes differ")
+    disparity = np.asarray(disparity, dtype=np.float32)
+    height, width = disparity.shape
+    keep = np.isfinite(disparity)
+    disparity = np.where(keep, disparity, np.float32(0.0))
+    target = np.arange(width, dtype=np.float32) + np.float32(direction) * disparity
+    # Each row has a spare column on either side that takes whatever lands off-frame, so nothing needs compacting.
+    stride = width + 2
+    zbuffer = np.full(height * stride, -np.inf, dtype=np.float32)
+    row_start = (np.arange(height, dtype=np.int64) * stride + 1)[:, None]
+
+    def splat(column: np.ndarray, value: np.ndarray) -> None:
+        np.clip(column, -1, width, out=column)
+        np.maximum.at(zbuffer, (row_start + column).ravel(), value.ravel())
+
+    splat(np.floor(target + np.float32(0.5)).astype(np.int64), np.where(keep, disparity, -np.inf))
+
+    t0, t1, d0, d1 = target[:, :-1], target[:, 1:], disparity[:, :-1], disparity[:, 1:]
+    joined = keep[:, :-1] & keep[:, 1:] & (np.abs(d1 - d0) <= SAME_SURFACE)
+    high = np.maximum(t0, t1)
+    span = np.where(joined & (t1 != t0), t1 - t0, np.float32(1.0))
+    first = np.ceil(np.minimum(t0, t1))
+    # Joined neighbours are at most 1 + SAME_SURFACE = 2 px apart after the warp: at most 3 columns between them.
+    for step in range(3):
+        column = first + np.float32(step)
+        covered = joined & (column <= high)
+        if not covered.any():
+            break
+        value = np.where(covered, d0 + (d1 - d0) * ((column - t0) / span), -np.inf).astype(np.float32)
+        splat(column.astype(np.int64), value)
+    return zbuffer.reshape(height, stride)[:, 1 : width + 1].copy()
 
 
-def forward_warp(image: np.ndarray, disparity: np.ndarray, direction: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Move each pixel horizontally: ``out[y, x + direction * disparity[y, x]] = image[y, x]`` (rounded to the
-    nearest pixel, halves up); where several land on one pixel the largest disparity (the nearest) wins.
-
-    ``image``: HxW or HxWxC. ``disparity``: float32 HxW in pixels. Returns ``(warped, warped_disparity, filled)``:
-    the warped image (holes zero), the disparity that landed at each pixel (holes -inf), and the bool HxW mask of
-    pixels something landed on.
-    """
-    _check(image, disparity, direction)
-    source, filled = _warp_sources(disparity, direction)
-    warped = _take_pixels(image, source, 0)
-    warped_disparity = _take_pixels(disparity.astype(np.float32, copy=False), source, -np.inf)
-    return warped, warped_disparity, filled
-
-
-def _hole_donors(
-    filled: np.ndarray, disparity_at: Callable[[np.ndarray, np.ndarray], np.ndarray]
+def sample_view(
+    image: np.ndarray, disparity: np.ndarray, warped: np.ndarray, direction: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Where fill_holes copies from: ``(holes, donors)``, intp flat (row-major HxW) positions of every hole pixel and
-    of the pixel each one takes its colour from.
+    """Colour of each pixel of the new view, read from ``image`` at ``x - direction * warped[y, x]``.
 
-    ``filled``: HxW mask of non-holes. ``disparity_at(rows, cols)``: the warped disparity at those pixels; it may be
-    asked about holes too, and what it says there is not used.
+    Linear interpolation between the two source pixels around that position, each used only if its own disparity is
+    within ``SAME_SURFACE`` of ``warped`` (it shows the same surface); with neither, the nearest source pixel.
+    ``image``: uint8 HxW or HxWxC; ``disparity``: the source's, float32 HxW; ``warped``: from
+    :func:`warp_disparity`. Returns ``(view, filled)``: the view like ``image`` (holes 0) and the bool HxW mask of
+    pixels a surface covers.
     """
+    height, width = warped.shape
+    filled = np.isfinite(warped)
+    wanted = np.where(filled, warped, np.float32(0.0))
+    position = np.arange(width, dtype=np.float32) - np.float32(direction) * wanted
+    # Where both neighbours show the surface, this is plain linear interpolation: let OpenCV do the bulk of it.
+    rows = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], warped.shape)
+    view = cv2.remap(image, position, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    view = view.reshape(image.shape)
+
+    left = np.floor(position).astype(np.int64)
+    row_start = (np.arange(height, dtype=np.int64) * width)[:, None]
+    flat_disparity = disparity.reshape(-1)
+    same = []
+    for column in (left, left + 1):
+        clipped = np.clip(column, 0, width - 1)
+        on_surface = np.abs(flat_disparity[row_start + clipped] - wanted) <= SAME_SURFACE
+        same.append(on_surface & (column == clipped))
+    # The rest (a depth edge or the frame edge between the two): the neighbour on the surface, else the nearest.
+    fix = filled & ~(same[0] & same[1]) & (position != left)
+    if fix.any():
+        ys, xs = np.nonzero(fix)
+        at = left[ys, xs]
+        pick = np.where(same[0][ys, xs], at, np.where(same[1][ys, xs], at + 1, np.floor(position[ys, xs] + 0.5)))
+        view[ys, xs] = image[ys, np.clip(pick.astype(np.int64), 0, width - 1)]
+    view[~filled] = 0
+    return view, filled
+
+
+def fill_disocclusions(view: np.ndarray, warped: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """Fill the pixels no surface covers from their background side; returns a new float32 array like ``view``.
+
+    Each run of hole pixels in a row looks at the covered pixels just left and right of it and takes the side with
+    the smaller disparity (the farther: a disocclusion reveals background). Its value is the mean of up to
+    ``_FILL_TAPS`` pixels of that background surface going away from the hole, then averaged with the hole pixels
+    ``_FILL_ROWS`` rows above and below, so the fill follows the background instead of streaking one pixel.
+    """
+    out = np.array(view, dtype=np.float32)
+    if filled.all():
+        return out
     height, width = filled.shape
-    # Holes come in runs, and every pixel of a run has the same two nearest filled neighbours, so the choice is made
-    # once per run. Each row gets a trailing non-hole column so that no run crosses a row end.
-    stride = width + 1
-    runs = np.zeros(height * stride + 1, dtype=np.int8)
-    np.logical_not(filled, out=runs[1:].reshape(height, stride)[:, :width], casting="unsafe")
-    edges = np.flatnonzero(runs[1:] != runs[:-1])
-    starts, stops = edges[0::2], edges[1::2]
-    rows = starts // stride
-    first = starts - rows * stride
-    lengths = stops - starts
-    left = first - 1
-    right = first + lengths
-    d_left = np.where(left >= 0, disparity_at(rows, np.clip(left, 0, width - 1)), np.inf)
-    d_right = np.where(right < width, disparity_at(rows, np.clip(right, 0, width - 1)), np.inf)
-    # A row with nothing in it reads column 0, which is a hole itself (zero in a forward_warp result).
-    chosen = np.clip(np.where(d_left <= d_right, left, right), 0, width - 1)
+    pixels = out.reshape(height, width, -1)
+    rows, cols = np.nonzero(~filled)  # row-major: the pixels of a run are consecutive
+    starts = np.flatnonzero(np.diff(cols, prepend=-2) != 1)
+    ends = np.append(starts[1:], cols.size) - 1
+    run_rows, before, after = rows[starts], cols[starts] - 1, cols[ends] + 1
+    d_before = np.where(before >= 0, warped[run_rows, np.clip(before, 0, width - 1)], np.inf)
+    d_after = np.where(after < width, warped[run_rows, np.clip(after, 0, width - 1)], np.inf)
+    from_before = d_before <= d_after
+    edge = np.where(from_before, before, after)
+    away = np.where(from_before, -1, 1)
+    edge_disparity = np.minimum(d_before, d_after)
+    total = np.zeros((starts.size, 1), np.float32)
+    run_fill = np.zeros((starts.size, pixels.shape[2]), np.float32)
+    for step in range(_FILL_TAPS):
+        column = edge + away * step
+        clipped = np.clip(column, 0, width - 1)
+        # Only that background surface itself: a thin strip of it must not pull in what lies beyond.
+        same = (column == clipped) & filled[run_rows, clipped]
+        same &= np.abs(warped[run_rows, clipped] - edge_disparity) <= SAME_SURFACE
+        run_fill += pixels[run_rows, clipped] * same[:, None]
+        total += same[:, None]
+    run_fill /= np.maximum(total, 1.0)  # a row with nothing covered stays 0
 
-    row_start = rows * width
-    offsets = np.repeat(row_start + first - (np.cumsum(lengths) - lengths), lengths)
-    holes = offsets + np.arange(offsets.size)
-    return holes, np.repeat(row_start + chosen, lengths)
-
-
-def fill_holes(warped: np.ndarray, warped_disparity: np.ndarray, filled: np.ndarray) -> np.ndarray:
-    """Fill each hole pixel from the nearest filled pixel in its row on the background side.
-
-    Of the nearest filled pixels to the left and to the right, the one with the smaller disparity (the farther) is
-    used: disocclusions reveal background, so foreground colour must not be smeared into them. At the frame edge the
-    one side there is is used. Returns a new array like ``warped``.
-    """
-    out = warped.copy()
-    if not filled.all():
-        height, width = filled.shape
-        flat_disparity = warped_disparity.reshape(height * width)
-        holes, donors = _hole_donors(filled, lambda rows, cols: flat_disparity[rows * width + cols])
-        pixels = out.reshape(height * width, *out.shape[2:])
-        pixels[holes] = pixels[donors]  # the donors are read before any hole is written
+    fill = np.zeros_like(pixels)
+    fill[rows, cols] = np.repeat(run_fill, np.diff(np.append(starts, cols.size)), axis=0)
+    hole = (~filled).astype(np.float32)
+    kernel = (1, 2 * _FILL_ROWS + 1)
+    smoothed = cv2.blur(fill, kernel).reshape(pixels.shape) / np.maximum(cv2.blur(hole, kernel), 1e-6)[..., None]
+    pixels[rows, cols] = smoothed[rows, cols]
     return out
 
 
 def synthesize_view(image: np.ndarray, disparity: np.ndarray, direction: int) -> np.ndarray:
-    """Render a new view by forward warping with occlusion order and background-side hole filling.
+    """Render a new view: ``out[y, x + direction * disparity[y, x]] = image[y, x]``, larger disparity wins where
+    two land on one pixel, holes filled from their background side (see the module docstring for how).
 
-    ``out[y, x + direction * disparity[y, x]] = image[y, x]``; where two pixels land on one, the larger disparity
-    wins; holes are filled from their background side. ``image``: uint8 HxWx3. ``disparity``: float32 HxW, pixels.
-    ``direction=-1`` turns a left image into the right-eye view (Middlebury: left(x) = right(x - d)).
+    ``image``: uint8 HxWx3 (or HxW, HxWxC). ``disparity``: float32 HxW, pixels, larger = nearer; sub-pixel values
+    are rendered by interpolation. ``direction=-1`` turns a left image into the right-eye view (Middlebury:
+    left(x) = right(x - d)). Returns uint8 like ``image``.
     """
-    # forward_warp then fill_holes, with the filling done on source indices so that the image is gathered once and
-    # the warped disparity is only looked up next to holes.
-    _check(image, disparity, direction)
-    source, filled = _warp_sources(disparity, direction)
-    if not filled.all():
-        width = disparity.shape[1]
-        flat_source = source.reshape(-1)
-        values = disparity.astype(np.float32, copy=False).reshape(-1)  # what forward_warp's warped_disparity holds
-
-        def disparity_at(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            # Pixels move within their row; _warp_sources indexes rows padded by one column, the hole column.
-            source_cols = flat_source[rows * width + cols] - rows * (width + 1)
-            return values[rows * width + np.minimum(source_cols, width - 1)]  # a hole's value is not used
-
-        holes, donors = _hole_donors(filled, disparity_at)
-        flat_source[holes] = flat_source[donors]
-    return _take_pixels(image, source, 0)
+    if image.shape[:2] != np.shape(disparity):
+        raise ValueError(f"image {image.shape[:2]} and disparity {np.shape(disparity)} sizes differ")
+    disparity = np.asarray(disparity, dtype=np.float32)
+    warped = warp_disparity(disparity, direction)
+    view, filled = sample_view(image, np.where(np.isfinite(disparity), disparity, np.float32(0.0)), warped, direction)
+    view = fill_disocclusions(view, warped, filled)
+    return np.clip(np.rint(view), 0, 255).astype(image.dtype)
 
 
 def render_stereo(image: np.ndarray, depth: np.ndarray, config: StereoConfig) -> tuple[np.ndarray, np.ndarray]:

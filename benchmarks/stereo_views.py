@@ -1,0 +1,554 @@
+#!/usr/bin/env python
+"""How close is stereoconv's synthesized right view to a real right camera, and to simple baselines?
+
+For every Middlebury scene in ``../shared/data/stereo`` (tsukuba, venus, cones) the RIGHT view is synthesized from the
+LEFT image and its ground-truth disparity (Middlebury: ``left(x) = right(x - d(x))``) and compared with the real right
+image. Using ground-truth disparity takes depth estimation out of the measurement: only view synthesis (warping,
+occlusion order, hole filling) is measured. Unknown ground-truth pixels (value 0) get the disparity of their
+background-side neighbour in the row (of the nearest known pixels left and right, the smaller disparity; at a row end
+the one there is); rows with no known pixel at all (tsukuba's top and bottom border) copy the nearest row that has one.
+
+Methods, all run on the same inputs:
+
+1. ``copy-left``: the left image as the right view. The floor: what a viewer sees with no 3D work at all; any
+   method that uses disparity must beat it clearly.
+2. ``backward-remap``: ``right(x) = left(x + d(x))`` with ``d`` read at the TARGET pixel from the left disparity map,
+   bilinear (cv2.remap, border replicate). This is what grid_sample-based converters do: cheap and smooth, but the
+   disparity is looked up at the wrong place (it belongs to the source pixel), so foreground edges are misplaced and
+   disocclusions get foreground texture stretched or duplicated into them.
+3. ``forward-nearest``: forward splat to the nearest column ``floor(x - d + 0.5)``, the larger disparity winning where
+   several land (z-buffer), holes filled by repeating the background-side neighbour (of the nearest filled pixels
+   left and right in the row, the one with the smaller landed disparity). The textbook DIBR baseline, implemented
+   here with plain numpy, independent of stereoconv. Halves round up (not to even) so a constant half-pixel
+   disparity does not leave a hole every other column, which would handicap the baseline for no reason.
+4. ``stereoconv``: ``stereoconv.dibr.synthesize_view(left, disparity, direction=-1)``.
+
+Masks (right-view pixels):
+
+- ``visible``: every row, columns ``x < W - ceil(max disparity)``; the strip at the right border shows content that
+  is not in the left view at all, so no method can get it right.
+- ``disoccluded``: visible pixels that no surface of the left view covers. Each pair of horizontally adjacent left
+  pixels whose disparities differ by at most 1 px is a surface segment spanning the right-view interval between
+  ``x - d(x)`` and ``x + 1 - d(x + 1)``; a right column covered by no segment (and no single pixel's own nearest
+  target) is disoccluded. These pixels show background that the left camera did not see; they sit just RIGHT of
+  foreground objects' right edges in the right view (the right camera sees behind the right side of an object).
+
+Metrics per (scene, method) over each mask: PSNR (RGB, peak 255, MSE over the masked pixels and all three channels)
+and SSIM (Wang et al. 2004: Gaussian window sigma 1.5, 11x11, C1 = (0.01*255)^2, C2 = (0.03*255)^2, on luma
+Y = 0.299R + 0.587G + 0.114B in float64, the SSIM map averaged over the mask), and the method's own time per view (best
+of ``--repeat``). The target checked at the end: stereoconv's mean PSNR(visible) at least 0.5 dB above the best
+baseline method's mean, and no scene below that scene's best baseline.
+
+Results go to stdout as a table and to ``--json`` (default benchmarks/results/stereo_views.json, git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import cv2
+import numpy as np
+
+import stereoconv.dibr
+from stereoconv.dibr import synthesize_view
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo"
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "stereo_views.json"
+
+TARGET_MARGIN_DB = 0.5
+EPSILON = 1e-6  # slack when testing whether a column lies in a surface segment's interval
+SURFACE_JUMP_PX = 1.0  # neighbours whose disparities differ by at most this are one surface
+
+T = TypeVar("T")
+Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One Middlebury pair: file names in its folder, and the factor that turns stored values into pixels."""
+
+    name: str
+    folder: str
+    left: str
+    right: str
+    disparity: str
+    scale: float
+
+
+SCENES = (
+    Scene("tsukuba", "middlebury_tsukuba", "im3.png", "im4.png", "disp3.pgm", 16.0),
+    Scene("venus", "middlebury_venus", "im2.png", "im6.png", "disp2.pgm", 8.0),
+    Scene("cones", "middlebury_cones", "im2.png", "im6.png", "disp2.png", 4.0),
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Synthesize the right view of Middlebury stereo pairs from the left image and ground-truth "
+        "disparity with stereoconv and with baselines, and compare each with the real right image.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the middlebury_* scenes")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per method and scene (the best is kept)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
+    parser.add_argument("--save-images", type=Path, default=None, metavar="DIR", help="write every view as PNG here")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+def fail(message: str) -> NoReturn:
+    """Exit with one line on stderr and status 2."""
+    print(f"stereo_views: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def best_time(fn: Callable[[], T], repeat: int) -> tuple[T, float]:
+    """``fn()`` (from the last run) and the fewest seconds any of ``repeat`` runs took."""
+    best = math.inf
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return result, best
+
+
+# -------------------------------------------------------------------------------------------------------- data
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        fail(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_disparity(path: Path, scale: float) -> np.ndarray:
+    """Ground-truth disparity in pixels (float64), NaN where unknown (stored 0)."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2:
+        fail(f"cannot read disparity map {path}")
+    disparity = raw.astype(np.float64) / scale
+    disparity[raw == 0] = np.nan
+    return disparity
+
+
+def background_side_donors(known: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel, the column of the nearest ``known`` pixel in its row on the background side.
+
+    Of the nearest known pixels to the left and to the right, the one with the smaller ``values`` entry; at a row end
+    the one that exists; ties go left. A known pixel is its own donor. Returns ``(columns, found)``: intp HxW donor
+    columns and the bool HxW mask of pixels that have one (False only in rows with nothing known).
+    """
+    height, width = known.shape
+    cols = np.broadcast_to(np.arange(width), known.shape)
+    left = np.maximum.accumulate(np.where(known, cols, -1), axis=1)
+    right = np.minimum.accumulate(np.where(known, cols, width)[:, ::-1], axis=1)[:, ::-1]
+    rows = np.arange(height)[:, None]
+    v_left = np.where(left >= 0, values[rows, np.clip(left, 0, width - 1)], np.inf)
+    v_right = np.where(right < width, values[rows, np.clip(right, 0, width - 1)], np.inf)
+    columns = np.where(v_left <= v_right, left, right)
+    found = (left >= 0) | (right < width)
+    return np.clip(columns, 0, width - 1), found
+
+
+def fill_unknown(disparity: np.ndarray) -> np.ndarray:
+    """Ground truth with every NaN replaced by its background-side row neighbour (rows with none: nearest row)."""
+    known = ~np.isnan(disparity)
+    columns, found = background_side_donors(known, np.nan_to_num(disparity, nan=np.inf))
+    filled = np.take_along_axis(disparity, columns, axis=1)
+    filled[~found] = np.nan
+    full_rows = np.flatnonzero(found.all(axis=1))
+    if full_rows.size == 0:
+        raise ValueError("no known disparity at all")
+    nearest = full_rows[np.abs(np.arange(disparity.shape[0])[:, None] - full_rows[None, :]).argmin(axis=1)]
+    return filled[nearest]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One scene's inputs and masks."""
+
+    scene: Scene
+    left: np.ndarray  # uint8 HxWx3 RGB
+    right: np.ndarray  # uint8 HxWx3 RGB
+    disparity: np.ndarray  # float64 HxW, pixels, unknowns filled
+    unknown: float  # fraction of ground-truth pixels that were unknown
+    visible: np.ndarray  # bool HxW
+    disoccluded: np.ndarray  # bool HxW
+
+
+def load_pair(data: Path, scene: Scene) -> Pair:
+    folder = data / scene.folder
+    for name in (scene.left, scene.right, scene.disparity):
+        if not (folder / name).is_file():
+            fail(f"missing {folder / name}")
+    left, right = read_rgb(folder / scene.left), read_rgb(folder / scene.right)
+    raw = read_disparity(folder / scene.disparity, scene.scale)
+    if left.shape != right.shape or left.shape[:2] != raw.shape:
+        fail(f"{scene.name}: image and disparity sizes differ")
+    disparity = fill_unknown(raw)
+    visible = visible_mask(disparity)
+    return Pair(scene, left, right, disparity, float(np.isnan(raw).mean()), visible, visible & ~covered(disparity))
+
+
+# ------------------------------------------------------------------------------------------------------- masks
+
+
+def visible_mask(disparity: np.ndarray) -> np.ndarray:
+    """All rows, columns ``x < W - ceil(max disparity)``."""
+    width = disparity.shape[1]
+    mask = np.zeros(disparity.shape, dtype=bool)
+    mask[:, : max(0, width - math.ceil(float(disparity.max())))] = True
+    return mask
+
+
+def covered(disparity: np.ndarray) -> np.ndarray:
+    """Right-view pixels some surface of the left view lands on (bool HxW).
+
+    A pair of adjacent left pixels (x, x+1) with disparities at most ``SURFACE_JUMP_PX`` apart spans the right-view
+    interval between ``x - d(x)`` and ``x + 1 - d(x + 1)``; every column in it (within ``EPSILON``) is covered, and so
+    is each pixel's own nearest target ``floor(x - d + 0.5)``.
+    """
+    height, width = disparity.shape
+    target = np.arange(width) - disparity
+    a, b = target[:, :-1], target[:, 1:]
+    surface = np.abs(disparity[:, :-1] - disparity[:, 1:]) <= SURFACE_JUMP_PX
+    low = np.maximum(np.ceil(np.minimum(a, b) - EPSILON), 0).astype(np.intp)
+    high = np.minimum(np.floor(np.maximum(a, b) + EPSILON), width - 1).astype(np.intp)
+    keep = surface & (low <= high)
+    # Interval coverage counted with a difference array per row (width + 1 entries, so high + 1 always fits).
+    rows = np.broadcast_to(np.arange(height)[:, None], keep.shape)[keep]
+    steps = np.zeros((height, width + 1), dtype=np.int32)
+    np.add.at(steps, (rows, low[keep]), 1)
+    np.add.at(steps, (rows, high[keep] + 1), -1)
+    mask = np.cumsum(steps, axis=1)[:, :width] > 0
+    nearest = np.floor(target + 0.5).astype(np.intp)
+    inside = (nearest >= 0) & (nearest < width)
+    mask[np.broadcast_to(np.arange(height)[:, None], nearest.shape)[inside], nearest[inside]] = True
+    return mask
+
+
+# ----------------------------------------------------------------------------------------------------- methods
+
+
+def copy_left(left: np.ndarray, disparity: np.ndarray) -> np.ndarray:
+    return left.copy()
+
+
+def backward_remap(left: np.ndarray, disparity: np.ndarray) -> np.ndarray:
+    """``right(x) = left(x + d(x))``, ``d`` read at the target pixel; bilinear, border replicate."""
+    height, width = disparity.shape
+    map_x = (np.arange(width, dtype=np.float32)[None, :] + disparity.astype(np.float32)).astype(np.float32)
+    map_y = np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width)).copy()
+    return cv2.remap(left, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def forward_nearest(left: np.ndarray, disparity: np.ndarray) -> np.ndarray:
+    """Nearest-pixel forward splat to ``floor(x - d + 0.5)``, larger disparity wins, background-side hole filling."""
+    height, width = disparity.shape
+    rows = np.broadcast_to(np.arange(height)[:, None], (height, width))
+    cols = np.broadcast_to(np.arange(width), (height, width))
+    target = np.floor(cols - disparity + 0.5).astype(np.intp)
+    inside = (target >= 0) & (target < width)
+    flat = (rows * width + target)[inside]
+    # Z-buffer: the largest disparity per target; among pixels with that disparity, the largest source column.
+    depth = np.full(height * width, -np.inf)
+    np.maximum.at(depth, flat, disparity[inside])
+    wins = disparity[inside] == depth[flat]
+    source = np.full(height * width, -1, dtype=np.intp)
+    np.maximum.at(source, flat[wins], cols[inside][wins])
+    source = source.reshape(height, width)
+    filled = source >= 0
+    landed = np.where(filled, depth.reshape(height, width), np.inf)
+    donors, found = background_side_donors(filled, landed)
+    source = np.where(filled, source, np.take_along_axis(source, donors, axis=1))
+    out = left[rows, np.maximum(source, 0)]
+    out[~(filled | found)] = 0  # a row nothing landed in stays black
+    return out
+
+
+def stereoconv_view(left: np.ndarray, disparity: np.ndarray) -> np.ndarray:
+    return synthesize_view(left, disparity, direction=-1)
+
+
+METHODS: dict[str, Method] = {
+    "copy-left": copy_left,
+    "backward-remap": backward_remap,
+    "forward-nearest": forward_nearest,
+    "stereoconv": stereoconv_view,
+}
+BASELINES = ("copy-left", "backward-remap", "forward-nearest")
+OURS = "stereoconv"
+
+
+# ----------------------------------------------------------------------------------------------------- metrics
+
+
+def psnr(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR in dB (peak 255) over the masked pixels and all channels; inf if identical, NaN if the mask is empty."""
+    if not mask.any():
+        return math.nan
+    diff = image[mask].astype(np.float64) - reference[mask].astype(np.float64)
+    mse = float(np.mean(diff * diff))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def luma(image: np.ndarray) -> np.ndarray:
+    rgb = image.astype(np.float64)
+    return 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Wang et al. 2004 SSIM map of two float64 luma images (Gaussian 11x11, sigma 1.5)."""
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a * mu_a
+    var_b = blur(b * b) - mu_b * mu_b
+    cov = blur(a * b) - mu_a * mu_b
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
+
+
+def ssim(image: np.ndarray, reference: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of the luma SSIM map over the mask (NaN if it is empty)."""
+    return float(ssim_map(luma(image), luma(reference))[mask].mean()) if mask.any() else math.nan
+
+
+def scores(view: np.ndarray, pair: Pair) -> dict[str, float]:
+    return {
+        "psnr_visible": psnr(view, pair.right, pair.visible),
+        "ssim_visible": ssim(view, pair.right, pair.visible),
+        "psnr_disoccluded": psnr(view, pair.right, pair.disoccluded),
+        "ssim_disoccluded": ssim(view, pair.right, pair.disoccluded),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------- measure
+
+
+def measure_scene(pair: Pair, repeat: int, save: Path | None) -> dict[str, Any]:
+    """Every method on one scene: its scores and ms per view."""
+    disparity32 = pair.disparity.astype(np.float32)  # the input every method gets
+    methods: dict[str, Any] = {}
+    for name, method in METHODS.items():
+        view, seconds = best_time(lambda m=method: m(pair.left, disparity32), repeat)
+        if view.shape != pair.right.shape or view.dtype != np.uint8:
+            raise RuntimeError(f"{name} returned {view.dtype} {view.shape}, expected uint8 {pair.right.shape}")
+        methods[name] = {**scores(view, pair), "ms_per_view": 1000 * seconds}
+        if save is not None:
+            cv2.imwrite(str(save / f"{pair.scene.name}_{name}.png"), cv2.cvtColor(view, cv2.COLOR_RGB2BGR))
+    if save is not None:
+        cv2.imwrite(str(save / f"{pair.scene.name}_disoccluded.png"), pair.disoccluded.astype(np.uint8) * 255)
+    height, width = pair.disparity.shape
+    return {
+        "size": [width, height],
+        "disparity_range": [float(pair.disparity.min()), float(pair.disparity.max())],
+        "unknown_fraction": pair.unknown,
+        "visible_fraction": float(pair.visible.mean()),
+        "disoccluded_fraction": float(pair.disoccluded.mean()),
+        "disoccluded_pixels": int(pair.disoccluded.sum()),
+        "methods": methods,
+    }
+
+
+def mean_scores(scenes: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per method, the mean of each per-scene value."""
+    out: dict[str, dict[str, float]] = {}
+    for name in METHODS:
+        rows = [scene["methods"][name] for scene in scenes.values()]
+        out[name] = {key: float(np.mean([row[key] for row in rows])) for key in rows[0]}
+    return out
+
+
+def target_check(scenes: dict[str, dict[str, Any]], means: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Ours against the best baseline per scene and against the best baseline method's mean (PSNR visible)."""
+    per_scene: dict[str, Any] = {}
+    for name, scene in scenes.items():
+        best = max(BASELINES, key=lambda m, s=scene: s["methods"][m]["psnr_visible"])
+        ours = scene["methods"][OURS]["psnr_visible"]
+        best_psnr = scene["methods"][best]["psnr_visible"]
+        per_scene[name] = {"best_baseline": best, "best_psnr": best_psnr, "ours": ours, "delta": ours - best_psnr}
+    best_method = max(BASELINES, key=lambda m: means[m]["psnr_visible"])
+    ours_mean = means[OURS]["psnr_visible"]
+    margin = ours_mean - means[best_method]["psnr_visible"]
+    mean_of_bests = float(np.mean([s["best_psnr"] for s in per_scene.values()]))
+    no_scene_below = all(s["delta"] >= 0 for s in per_scene.values())
+    return {
+        "per_scene": per_scene,
+        "best_baseline_method": best_method,
+        "best_baseline_mean": means[best_method]["psnr_visible"],
+        "ours_mean": ours_mean,
+        "margin": margin,
+        "mean_of_per_scene_bests": mean_of_bests,
+        "margin_over_per_scene_bests": ours_mean - mean_of_bests,
+        "required_margin": TARGET_MARGIN_DB,
+        "no_scene_below": no_scene_below,
+        "met": bool(margin >= TARGET_MARGIN_DB and no_scene_below),
+    }
+
+
+def git_state() -> dict[str, Any]:
+    """Commit and dibr.py content hash: stereoconv's view synthesis may differ from the commit's."""
+    dibr = Path(stereoconv.dibr.__file__)
+    state: dict[str, Any] = {"dibr_py": str(dibr), "dibr_sha256": hashlib.sha256(dibr.read_bytes()).hexdigest()[:16]}
+    try:
+        run = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", str(dibr)], capture_output=True, text=True
+        )
+        state["commit"] = run.stdout.strip() or None
+        state["dibr_modified"] = bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
+    except OSError:
+        state["commit"] = state["dibr_modified"] = None
+    return state
+
+
+def machine_facts() -> dict[str, Any]:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": cpus,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "opencv_threads": cv2.getNumThreads(),
+    }
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    if args.save_images is not None:
+        args.save_images.mkdir(parents=True, exist_ok=True)
+    scenes = {s.name: measure_scene(load_pair(args.data, s), args.repeat, args.save_images) for s in SCENES}
+    means = mean_scores(scenes)
+    return {
+        "machine": machine_facts(),
+        "stereoconv": git_state(),
+        "data": str(args.data),
+        "repeat": args.repeat,
+        "scenes": scenes,
+        "mean": means,
+        "target": target_check(scenes, means),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------ report
+
+
+def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
+    """Plain-text table, columns padded to their widest cell; ``right`` marks the right-aligned columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def metric_row(scene: str, method: str, values: dict[str, float]) -> list[str]:
+    return [
+        scene,
+        method,
+        f"{values['psnr_visible']:.2f}",
+        f"{values['ssim_visible']:.4f}",
+        f"{values['psnr_disoccluded']:.2f}",
+        f"{values['ssim_disoccluded']:.4f}",
+        f"{values['ms_per_view']:.2f}",
+    ]
+
+
+def results_table(report: dict[str, Any]) -> str:
+    rows = [["scene", "method", "PSNR visible", "SSIM visible", "PSNR disocc", "SSIM disocc", "ms/view"]]
+    for scene, data in report["scenes"].items():
+        rows += [metric_row(scene, name, values) for name, values in data["methods"].items()]
+    rows += [metric_row("mean", name, values) for name, values in report["mean"].items()]
+    return table(rows, [False, False, True, True, True, True, True])
+
+
+def print_report(report: dict[str, Any]) -> None:
+    state = report["stereoconv"]
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()))
+    print(
+        f"stereoconv: commit {state['commit']}, dibr.py sha256 {state['dibr_sha256']}"
+        + (" (modified since the commit)" if state["dibr_modified"] else "")
+    )
+    for name, scene in report["scenes"].items():
+        low, high = scene["disparity_range"]
+        print(
+            f"{name}: {scene['size'][0]}x{scene['size'][1]}, disparity {low:g}-{high:g} px, "
+            f"unknown {100 * scene['unknown_fraction']:.1f}%, visible {100 * scene['visible_fraction']:.1f}%, "
+            f"disoccluded {100 * scene['disoccluded_fraction']:.2f}% of the frame ({scene['disoccluded_pixels']} px)"
+        )
+    print()
+    print(results_table(report))
+    print()
+    target = report["target"]
+    for name, scene in target["per_scene"].items():
+        print(
+            f"{name}: best baseline {scene['best_baseline']} {scene['best_psnr']:.2f} dB, "
+            f"stereoconv {scene['ours']:.2f} dB, ours - best {scene['delta']:+.2f} dB"
+        )
+    print(
+        f"mean PSNR visible: stereoconv {target['ours_mean']:.2f} dB, best baseline method "
+        f"{target['best_baseline_method']} {target['best_baseline_mean']:.2f} dB, ours - it {target['margin']:+.2f} dB"
+    )
+    print(
+        f"(for the record: mean of the per-scene best baselines {target['mean_of_per_scene_bests']:.2f} dB, "
+        f"ours - it {target['margin_over_per_scene_bests']:+.2f} dB)"
+    )
+    below = [n for n, s in target["per_scene"].items() if s["delta"] < 0]
+    print(
+        ("target met" if target["met"] else "target NOT met")
+        + f": mean margin {target['margin']:+.2f} dB (need >= {target['required_margin']:+.2f}), "
+        + ("no scene below its best baseline" if not below else f"below best baseline on {', '.join(below)}")
+    )
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float (an empty mask's NaN, identical images' inf) as None, for strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not args.data.is_dir():
+        fail(f"stereo data folder not found: {args.data} (pass --data DIR)")
+    report = measure(args)
+    print_report(report)
+    write_json(args.json, report)
+    print(f"results: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
