@@ -50,10 +50,10 @@ import torch
 
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
 from stereoconv.depth import DepthEstimator, TransformersDepthEstimator, load_estimator
-from stereoconv.dibr import render_stereo
 from stereoconv.errors import StereoconvError
 from stereoconv.media import Frame, VideoInfo, VideoWriter, decode, probe
 from stereoconv.packing import pack, packed_size
+from stereoconv.parallax import StereoRenderer
 from stereoconv.pipeline import convert, threaded
 from stereoconv.scenes import make_detector
 from stereoconv.temporal import TemporalSmoother
@@ -278,10 +278,11 @@ def render_and_pack(
     packed: list[np.ndarray] = []
     render_s = pack_s = 0.0
     layout = config.output.format
+    renderer = StereoRenderer(config.stereo)  # convergence and floating window carry over, as in the pipeline
     for frame, depth in zip(frames, depths, strict=True):
-        (left, right), seconds = timed(lambda f=frame, d=depth: render_stereo(f.rgb, d, config.stereo))
+        views, seconds = timed(lambda f=frame, d=depth: renderer(f.rgb, d))
         render_s += seconds
-        out, seconds = timed(lambda lt=left, rt=right: pack(lt, rt, layout))
+        out, seconds = timed(lambda v=views: pack(v.left, v.right, layout))
         pack_s += seconds
         packed.append(out)
     return packed, render_s, pack_s

@@ -1,7 +1,7 @@
 """stereoconv: convert 2D video to stereoscopic 3D.
 
     import stereoconv
-    config = stereoconv.load_config(preset="film", overrides={"stereo.max_parallax": 3.0})
+    config = stereoconv.load_config(preset="film", overrides={"stereo.max_positive_parallax": 2.0})
     stereoconv.convert("movie.mp4", "movie_3d.mp4", config)
 
 Depth maps everywhere in stereoconv are relative inverse depth: larger = nearer.

@@ -47,7 +47,7 @@ def _settings_arguments(parser: argparse.ArgumentParser) -> None:
                        "see `stereoconv presets`")  # fmt: skip
     group.add_argument("--config", metavar="FILE", help="TOML file of settings, laid out like a preset")
     group.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                       help="any setting, e.g. --set stereo.max_parallax=3 (repeatable; "
+                       help="any setting, e.g. --set stereo.max_positive_parallax=2 (repeatable; "
                        "`stereoconv presets show film` lists them with units)")  # fmt: skip
     group.add_argument("--start", metavar="TIME", help="start of the range to convert: seconds or HH:MM:SS.mmm")
     group.add_argument("--end", metavar="TIME", help="end of the range (exclusive): seconds or HH:MM:SS.mmm")
@@ -66,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert = commands.add_parser(
         "convert", help="convert a video to 3D",
         description="Convert INPUT to a stereo 3D video at OUTPUT (container from its extension: .mp4, .mkv, "
-        ".mov). Audio streams are copied. OUTPUT appears only when the conversion has finished.",
+        ".mov). OUTPUT may be an existing directory: the file is then named INPUTNAME_LAYOUT.EXT (LAYOUT: hsbs, "
+        "fsbs, htb, ftb, anaglyph; EXT: INPUT's if .mp4, .mkv or .mov, else .mkv). Audio streams are copied. "
+        "The output appears only when the conversion has finished.",
     )  # fmt: skip
     convert.add_argument("input", metavar="INPUT", help="video file to convert")
-    convert.add_argument("output", metavar="OUTPUT", help="file to write")
+    convert.add_argument("output", metavar="OUTPUT", help="file to write, or an existing directory to write into")
     convert.add_argument("--model", metavar="ID|DIR", help=f"depth model: Hugging Face id or local directory "
                          f"(default: {DEFAULT_MODEL}; offline, pass a local directory)")  # fmt: skip
     convert.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"),
@@ -104,7 +106,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. --set stereo.max_parallax=3")
+            raise UsageError(f"--set {item!r}: write SECTION.KEY=VALUE, e.g. --set stereo.screen_width=2.5")
         overrides[key.strip()] = parse_value(value.strip())
     dedicated = {
         "depth.model": getattr(args, "model", None),

@@ -176,13 +176,35 @@ class TemporalConfig(_Section):
 
 @dataclass(frozen=True)
 class StereoConfig(_Section):
-    """Depth-to-disparity mapping and view synthesis."""
+    """The viewing setup the film is made for, its parallax budget, convergence and the floating window.
+
+    Parallax is the on-screen distance ``x_right - x_left`` between a point's two images, in % of the screen width
+    (the frame spans the screen): positive (uncrossed) appears behind the screen, negative (crossed) in front of it.
+    :mod:`stereoconv.parallax` has the exact mapping from normalized depth.
+    """
 
     section: ClassVar[str] = "stereo"
-    max_parallax: float = setting(2.5, "parallax between the nearest and the farthest point", unit="% of width",
-                                  range=(0.0, 10.0))  # fmt: skip
-    convergence: float = setting(0.6, "normalized depth at the screen plane: 0 puts the farthest point on the "
-                                 "screen (all in front), 1 the nearest (all behind)", range=(0.0, 1.0))  # fmt: skip
+    screen_width: float = setting(1.2, "width of the screen the film is made for (1.2: a 55-inch TV)", unit="m",
+                                  range=(0.05, 100.0))  # fmt: skip
+    viewing_distance: float = setting(2.5, "viewer to screen; informational: the budgets are % of the screen width, "
+                                      "this only converts parallax to angles (parallax.ParallaxBudget)", unit="m",
+                                      range=(0.1, 100.0))  # fmt: skip
+    interocular: float = setting(0.063, "distance between the eyes; uncrossed parallax never exceeds it on screen",
+                                 unit="m", range=(0.03, 0.1))  # fmt: skip
+    max_negative_parallax: float = setting(1.0, "largest crossed parallax (the nearest point, in front of the screen)",
+                                           unit="% of screen width", range=(0.0, 10.0))  # fmt: skip
+    max_positive_parallax: float = setting(1.5, "largest uncrossed parallax (the farthest point, behind the screen), "
+                                           "capped at the interocular distance", unit="% of screen width",
+                                           range=(0.0, 10.0))  # fmt: skip
+    convergence: str = setting("percentile", "what sits on the screen plane: a percentile of the frame's depth, or "
+                               "the subject (median depth of the central quarter)",
+                               choices=("percentile", "subject"))  # fmt: skip
+    convergence_percentile: float = setting(60.0, "percentile mode: share of the pixels behind the screen plane",
+                                            unit="%", range=(0.0, 100.0))  # fmt: skip
+    convergence_smoothing: float = setting(0.9, "weight of the previous frames' convergence and floating window "
+                                           "(0: each frame on its own)", range=(0.0, 0.99))  # fmt: skip
+    floating_window: bool = setting(False, "black out a frame edge in the eye where it cuts off something in front "
+                                    "of the screen")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -229,7 +251,7 @@ class PipelineConfig:
         return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
 
     def replace(self, overrides: Mapping[str, Any]) -> PipelineConfig:
-        """Return a copy with dotted-key overrides applied, e.g. ``{"stereo.max_parallax": 3.0}``."""
+        """Return a copy with dotted-key overrides applied, e.g. ``{"stereo.max_negative_parallax": 1.5}``."""
         return PipelineConfig.from_dict(_merge(self.to_dict(), _nest(overrides)))
 
 
@@ -238,7 +260,7 @@ def _nest(dotted: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for key, value in dotted.items():
         section, _, name = key.partition(".")
         if not name:
-            raise ConfigError(f"setting {key!r} must be written section.key, e.g. stereo.max_parallax")
+            raise ConfigError(f"setting {key!r} must be written section.key, e.g. stereo.screen_width")
         nested.setdefault(section, {})[name] = value
     return nested
 

@@ -1,5 +1,5 @@
-"""Media I/O with PyAV: probing, decoding to upright RGB frames with their timestamps, encoding, audio passthrough
-and atomic output.
+"""Media I/O with PyAV: probing, decoding to upright RGB frames with their timestamps, encoding (labelled with the
+stereo layout), audio passthrough and atomic output.
 
 Geometry: frames are delivered upright (rotation metadata applied to the pixels) in storage resolution; the source's
 sample (pixel) aspect ratio is carried to the output unchanged, so anamorphic sources stay anamorphic and players show
@@ -233,11 +233,36 @@ def _check_complete(info: VideoInfo, end: float | None, last_time: float | None)
 # ------------------------------------------------------------------------------------------------------ output
 
 
-def check_output_path(output: str | Path, input_path: str | Path | None = None) -> Path:
-    """Fail early (UsageError) if OUTPUT cannot be written: before any decoding or model loading."""
+# File-name suffix of each layout, for outputs named after their input.
+LAYOUT_SUFFIX = {"half-sbs": "hsbs", "full-sbs": "fsbs", "half-tb": "htb", "full-tb": "ftb", "anaglyph": "anaglyph"}
+_KEPT_EXTENSIONS = (".mp4", ".mkv", ".mov")
+
+
+def output_name(input_path: str | Path, layout: str) -> str:
+    """The file name an output gets when OUTPUT is a directory: ``<input stem>_<suffix><ext>``.
+
+    ``suffix`` names the layout (:data:`LAYOUT_SUFFIX`: hsbs, fsbs, htb, ftb, anaglyph); ``ext`` is the input's if it
+    is .mp4, .mkv or .mov, else .mkv (it holds any codec and carries the stereo-mode tag).
+    """
+    source = Path(input_path)
+    ext = source.suffix if source.suffix.lower() in _KEPT_EXTENSIONS else ".mkv"
+    return f"{source.stem}_{LAYOUT_SUFFIX[layout]}{ext}"
+
+
+def check_output_path(output: str | Path, input_path: str | Path | None = None, layout: str | None = None) -> Path:
+    """The file to write for OUTPUT; fail early (UsageError) if it cannot be written: before any decoding or model
+    loading.
+
+    An existing directory as OUTPUT means the file :func:`output_name` names inside it (this needs ``input_path``
+    and ``layout``; without them a directory is refused).
+    """
     out = Path(output)
     if out.is_dir():
-        raise UsageError(f"output is a directory, not a file name: {out}")
+        if input_path is None or layout is None:
+            raise UsageError(f"output is a directory, not a file name: {out}")
+        out = out / output_name(input_path, layout)
+        if out.is_dir():
+            raise UsageError(f"output {out} is a directory, not a file name")
     if input_path is not None and out.exists() and out.resolve() == Path(input_path).resolve():
         raise UsageError(f"output would overwrite the input: {out}")
     if not out.suffix:
@@ -278,6 +303,51 @@ def atomic_output(output: Path) -> Iterator[Path]:
         os.replace(tmp, output)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# Matroska StereoMode of each layout, by the names FFmpeg's matroska muxer takes in the video stream's "stereo_mode"
+# metadata (documented values: mono, left_right, bottom_top, top_bottom, checkerboard_*, row_interleaved_*,
+# col_interleaved_*, anaglyph_cyan_red, right_left, anaglyph_green_magenta, block_*); it writes them as the StereoMode
+# element (0x53B8), here 1, 3 and 10. Players that honour it switch to 3D by themselves.
+#
+# What the tag cannot express is half versus full resolution: it names the arrangement and which eye comes first,
+# nothing more. FFmpeg also writes DisplayWidth/DisplayHeight as the display size of ONE view (the packed frame's
+# halved along the packing axis), which is the eye's true shape only for full layouts; in half layouts each eye was
+# squeezed 2:1 and the file cannot say so, so players rely on the half-SBS/TB convention. FFmpeg-based readers
+# multiply the view size back and get the packed frame's own shape; a player with its own Matroska reader that
+# ignores StereoMode (mpv's, for one) shows the packed frame at one view's size, squeezed.
+#
+# FFmpeg computes that view size from the AVStream's sample aspect ratio, which PyAV cannot set (only the encoder's),
+# so it assumes square pixels; for a source with non-square pixels an SBS/TB tag would replace the true aspect with a
+# wrong one. Those outputs keep their aspect and go without the tag (anaglyph is not packed: its tag changes nothing).
+_MATROSKA_STEREO_MODE = {"half-sbs": "left_right", "full-sbs": "left_right", "half-tb": "top_bottom",
+                         "full-tb": "top_bottom", "anaglyph": "anaglyph_cyan_red"}  # fmt: skip
+_WEBM_STEREO_MODES = ("left_right", "top_bottom")  # WebM allows no anaglyph mode; FFmpeg refuses one there
+# MP4/MOV: the container's stereo box (st3d), written by FFmpeg from stereo3d stream side data, cannot be set from
+# PyAV (the only stream side data it writes is the display matrix), and FFmpeg's mov muxer writes st3d only with
+# -strict unofficial anyway. With libx264 the video stream itself carries the layout instead, in every container: an
+# H.264 frame-packing-arrangement SEI (x264's frame-packing: 3 = side by side, 4 = top-bottom; x264 marks the first
+# view as the left one), which FFmpeg's decoder exports as stereo3d side data on every frame. H.264 has no anaglyph
+# type, and like the Matroska tag the SEI does not say half or full.
+_X264_FRAME_PACKING = {"half-sbs": 3, "full-sbs": 3, "half-tb": 4, "full-tb": 4}
+
+
+def _tag_stereo_layout(
+    stream: av.video.stream.VideoStream,
+    muxer: str,
+    config: OutputConfig,
+    options: dict[str, str],
+    sample_aspect_ratio: Fraction,
+) -> None:
+    """Label ``stream`` with the stereo layout ``config.format``: the Matroska StereoMode tag in MKV (and in WebM
+    where it allows the mode; for SBS/TB only with square pixels, see above), and an H.264 frame-packing SEI through
+    the encoder ``options`` when encoding with libx264."""
+    mode = _MATROSKA_STEREO_MODE[config.format]
+    keeps_aspect = config.format == "anaglyph" or sample_aspect_ratio == 1
+    if keeps_aspect and (muxer == "matroska" or (muxer == "webm" and mode in _WEBM_STEREO_MODES)):
+        stream.metadata["stereo_mode"] = mode
+    if config.codec.startswith("libx264") and config.format in _X264_FRAME_PACKING:
+        options["x264-params"] = f"frame-packing={_X264_FRAME_PACKING[config.format]}"
 
 
 class VideoWriter:
@@ -334,8 +404,9 @@ class VideoWriter:
             cc.color_primaries = self._info.color_primaries
         if self._info.color_trc != 2:
             cc.color_trc = self._info.color_trc
-        if config.codec.startswith("libx26"):
-            stream.options = {"crf": str(config.crf), "preset": config.preset}
+        options = {"crf": str(config.crf), "preset": config.preset} if config.codec.startswith("libx26") else {}
+        _tag_stereo_layout(stream, self._out.format.name, config, options, self._info.sample_aspect_ratio)
+        stream.options = options
         return stream
 
     def write(self, rgb: np.ndarray, pts: int) -> None:

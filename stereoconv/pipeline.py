@@ -1,4 +1,4 @@
-"""The conversion pipeline: decode -> scene cuts -> depth -> temporal smoothing -> DIBR -> packing -> encode.
+"""The conversion pipeline: decode -> scene cuts -> depth -> temporal smoothing -> stereo views -> packing -> encode.
 
 Each stage is a generator over the frame stream, so the wiring below reads like the pipeline. Decoding runs in its own
 thread behind a bounded queue; its exceptions surface here, and the thread is always joined.
@@ -21,10 +21,10 @@ from tqdm import tqdm
 
 from .config import PipelineConfig
 from .depth import DepthEstimator
-from .dibr import render_stereo
 from .errors import StereoconvError
 from .media import Frame, VideoInfo, VideoWriter, atomic_output, check_output_path, decode, probe
 from .packing import pack, packed_size
+from .parallax import StereoRenderer
 from .scenes import CutDetector, make_detector
 from .temporal import TemporalSmoother
 
@@ -33,7 +33,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ConvertResult:
-    """What a conversion did. ``cuts``: indices of the first frame of each new shot (0-based, decode order)."""
+    """What a conversion did. ``output``: the file written (named by the layout when OUTPUT was a directory).
+    ``cuts``: indices of the first frame of each new shot (0-based, decode order)."""
 
     output: Path
     frames: int
@@ -160,12 +161,13 @@ class StereoFrame:
 
 
 def stereo_frames(frames: Iterable[Frame], estimator: DepthEstimator, config: PipelineConfig) -> Iterator[StereoFrame]:
-    """Scene cuts -> depth -> temporal smoothing -> DIBR -> packing, for frames in decode order."""
+    """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order."""
     smoother = TemporalSmoother(config.temporal)
+    renderer = StereoRenderer(config.stereo)
     for frame, is_cut, raw_depth in with_depth(with_cuts(frames, make_detector(config.scenes)), estimator):
         depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-        left, right = render_stereo(frame.rgb, depth, config.stereo)
-        yield StereoFrame(frame, is_cut, depth, pack(left, right, config.output.format))
+        views = renderer(frame.rgb, depth, cut=is_cut)
+        yield StereoFrame(frame, is_cut, depth, pack(views.left, views.right, config.output.format))
 
 
 # --------------------------------------------------------------------------------------------------- commands
@@ -193,16 +195,18 @@ def convert(
 ) -> ConvertResult:
     """Convert ``input`` to a stereo 3D video at ``output``.
 
-    ``config``: all settings (default: the built-in defaults). ``estimator``: a depth estimator to use instead of
-    loading ``config.depth.model``. ``progress``: show a progress bar on stderr. ``on_frame``: called with each
-    frame's index once it is encoded (progress hooks; an exception raised there aborts). The output file appears
-    only when the conversion succeeded; on any failure or interruption nothing is left at ``output``.
+    ``output``: a file name, or an existing directory to write ``<input stem>_<layout suffix><ext>`` into (see
+    :func:`~stereoconv.media.output_name`); ``ConvertResult.output`` is the file written. ``config``: all settings
+    (default: the built-in defaults). ``estimator``: a depth estimator to use instead of loading
+    ``config.depth.model``. ``progress``: show a progress bar on stderr. ``on_frame``: called with each frame's index
+    once it is encoded (progress hooks; an exception raised there aborts). The output file appears only when the
+    conversion succeeded; on any failure or interruption nothing is left at the output path.
     Raises :class:`~stereoconv.errors.StereoconvError` subclasses for user-facing problems.
     """
     config = config or PipelineConfig()
     started = time.perf_counter()
     info = probe(input)
-    out_path = check_output_path(output, input)
+    out_path = check_output_path(output, input, config.output.format)
     if estimator is None:
         from .depth import load_estimator
 

@@ -162,7 +162,10 @@ def test_offline_hub_model_fails_in_one_line_telling_to_pass_a_directory(two_sho
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--set", "stereo.max_parallax=50"], "stereo.max_parallax = 50.0 is out of range: allowed 0.0..10.0"),
+        (
+            ["--set", "stereo.max_negative_parallax=50"],
+            "stereo.max_negative_parallax = 50.0 is out of range: allowed 0.0..10.0 % of screen width",
+        ),
         (["--set", "stereo.nope=1"], "unknown setting stereo.nope"),
         (["--set", "depth.batch_size=two"], "depth.batch_size = 'two' is not a int"),
         (["--preset", "western"], "unknown preset 'western'"),
@@ -206,9 +209,9 @@ def test_presets_list_and_show(capsys):
     assert code == 0
     names = [line.split()[0] for line in out.splitlines()]
     assert {"film", "documentary", "action", "animation"} <= set(names)
-    code, out, _ = run_cli(capsys, "presets", "show", "action", "--set", "stereo.max_parallax=4")
+    code, out, _ = run_cli(capsys, "presets", "show", "action", "--set", "stereo.max_positive_parallax=4")
     assert code == 0
-    assert "max_parallax = 4.0" in out and "[temporal]" in out
+    assert "max_positive_parallax = 4.0" in out and "[temporal]" in out
 
 
 def test_interrupted_convert_exits_130_without_output(two_shot_clip, tmp_path, tiny_model, capsys, monkeypatch):
@@ -217,7 +220,7 @@ def test_interrupted_convert_exits_130_without_output(two_shot_clip, tmp_path, t
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "render_stereo", interrupted)
+    monkeypatch.setattr(pipeline.StereoRenderer, "__call__", interrupted)
     out = tmp_path / "out.mp4"
     code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model), *TINY)
     assert code == 130

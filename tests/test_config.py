@@ -16,13 +16,13 @@ def test_precedence_defaults_preset_file_flags(tmp_path):
     assert action.depth.batch_size == defaults.depth.batch_size  # not in the preset: the default
 
     file = tmp_path / "mine.toml"
-    file.write_text('preset = "action"\n[stereo]\nmax_parallax = 1.5\n[temporal]\nstrength = 0.3\n')
+    file.write_text('preset = "action"\n[stereo]\nmax_negative_parallax = 0.8\n[temporal]\nstrength = 0.3\n')
     from_file = load_config(config_file=file)
-    assert from_file.stereo.max_parallax == 1.5 and from_file.temporal.strength == 0.3
+    assert from_file.stereo.max_negative_parallax == 0.8 and from_file.temporal.strength == 0.3
     assert from_file.temporal.color_sigma == action.temporal.color_sigma  # the file's preset underneath
 
-    flagged = load_config("documentary", file, {"stereo.max_parallax": 2.2})
-    assert flagged.stereo.max_parallax == 2.2  # flags beat the file
+    flagged = load_config("documentary", file, {"stereo.max_negative_parallax": 2.2})
+    assert flagged.stereo.max_negative_parallax == 2.2  # flags beat the file
     assert flagged.temporal.strength == 0.3  # the file beats the preset
     assert flagged.temporal.color_sigma == read_preset("documentary")["temporal"]["color_sigma"]  # --preset wins
 
@@ -38,6 +38,9 @@ def test_precedence_defaults_preset_file_flags(tmp_path):
         ({"colour.x": 1}, "unknown section [colour]"),
         ({"temporal.sigma": 1}, "unknown setting temporal.sigma: allowed low_percentile"),
         ({"media.start": 5.0, "media.end": 2.0}, "media.end = 2.0 must be after media.start = 5.0"),
+        ({"stereo.convergence": 0.6}, "stereo.convergence = 0.6 is not a str"),
+        ({"stereo.convergence": "centre"}, "stereo.convergence = 'centre' is not allowed: choose one of percentile"),
+        ({"stereo.interocular": 63}, "stereo.interocular = 63.0 is out of range: allowed 0.03..0.1 m"),
     ],
 )
 def test_bad_values_name_key_value_and_what_is_allowed(overrides, message):
@@ -48,8 +51,8 @@ def test_bad_values_name_key_value_and_what_is_allowed(overrides, message):
 
 def test_unknown_key_in_a_config_file_is_refused(tmp_path):
     file = tmp_path / "bad.toml"
-    file.write_text("[stereo]\nmax_paralax = 2.0\n")
-    with pytest.raises(ConfigError, match=r"unknown setting stereo\.max_paralax"):
+    file.write_text("[stereo]\nmax_negative_paralax = 2.0\n")
+    with pytest.raises(ConfigError, match=r"unknown setting stereo\.max_negative_paralax"):
         load_config(config_file=file)
     file.write_text("[stereo\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
@@ -62,7 +65,7 @@ def test_presets_are_valid_and_differ_where_it_matters():
     configs = {name: load_config(name) for name in names}
     assert load_config() == configs["film"]
     assert len({c.temporal.strength for c in configs.values()}) > 1
-    assert len({c.stereo.max_parallax for c in configs.values()}) > 1
+    assert len({c.stereo.max_negative_parallax for c in configs.values()}) > 1
     assert configs["action"].temporal.strength < configs["documentary"].temporal.strength
     for name in names:
         assert read_preset(name).get("description"), f"preset {name} has no description"
@@ -78,7 +81,7 @@ def test_presets_show_round_trips(name):
 def test_configs_are_frozen():
     config = PipelineConfig()
     with pytest.raises(AttributeError):
-        config.stereo.max_parallax = 5.0  # type: ignore[misc]
+        config.stereo.max_negative_parallax = 5.0  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

@@ -99,7 +99,8 @@ def test_untagged_hd_uses_bt709_and_output_is_tagged(tmp_path):
     rgb = next(decode(info)).rgb
     assert np.abs(rgb.reshape(-1, 3).mean(0) - colour).max() < 3
     out = tmp_path / "out.mp4"
-    convert(path, out, PipelineConfig().replace({"stereo.max_parallax": 0.0}), estimator=FlatDepth())
+    flat = {"stereo.max_negative_parallax": 0.0, "stereo.max_positive_parallax": 0.0}
+    convert(path, out, PipelineConfig().replace(flat), estimator=FlatDepth())
     with av.open(str(out)) as container:
         frame = next(container.decode(video=0))
         assert int(container.streams.video[0].codec_context.colorspace) == 1  # BT.709

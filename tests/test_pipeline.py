@@ -74,8 +74,8 @@ def test_variable_frame_rate_timestamps_survive(tmp_path):
 
 def test_zero_parallax_gives_both_eyes_equal_to_the_input(two_shot_clip, tmp_path):
     out = tmp_path / "flat.mp4"
-    cfg = config(**{"stereo.max_parallax": 0.0, "output.format": "full-sbs", "output.crf": 0,
-                    "output.pix_fmt": "yuv444p"})  # fmt: skip
+    cfg = config(**{"stereo.max_negative_parallax": 0.0, "stereo.max_positive_parallax": 0.0,
+                    "output.format": "full-sbs", "output.crf": 0, "output.pix_fmt": "yuv444p"})  # fmt: skip
     convert(two_shot_clip.path, out, cfg, estimator=OracleEstimator(two_shot_clip.depths))
     frames, _, _, _ = read_video(out)
     for got, source in zip(frames, two_shot_clip.frames, strict=True):
@@ -95,7 +95,8 @@ def test_first_frame_after_a_cut_does_not_depend_on_earlier_frames():
     shot_b, depth_b = shot_frames(9, h, w, seed=40)
     depth_b = [d * 5.0 + 2.0 for d in depth_b]  # a very different depth range too
     shot_2, depth_2 = shot_frames(7, h, w, seed=77)
-    cfg = config(**{"temporal.strength": 0.9, "temporal.range_smoothing": 0.95})
+    cfg = config(**{"temporal.strength": 0.9, "temporal.range_smoothing": 0.95, "stereo.convergence_smoothing": 0.95,
+                    "stereo.floating_window": True})  # fmt: skip
 
     runs = []
     for first, first_depth in ((shot_a, depth_a), (shot_b, depth_b)):
@@ -114,10 +115,12 @@ def test_first_frame_after_a_cut_does_not_depend_on_earlier_frames():
 
 def test_near_object_pops_out_and_occludes_in_the_rendered_views():
     shot, depths = shot_frames(1, 64, 96, seed=5)
-    cfg = config(**{"output.format": "full-sbs", "stereo.max_parallax": 6.25, "stereo.convergence": 0.0})
+    # The background (z = 0) is most of the frame, so its median puts it on the screen plane and the square (z = 1)
+    # gets the whole crossed budget: 6.25 % of 96 px = 6 px of parallax, a whole 3 px per eye, so every pixel of the
+    # square lands exactly.
+    cfg = config(**{"output.format": "full-sbs", "stereo.max_negative_parallax": 6.25,
+                    "stereo.convergence_percentile": 50.0})  # fmt: skip
     (item,) = stereo_frames(frames_of(shot), OracleEstimator(depths), cfg)
-    # Budget 6.25 % of 96 px = 6 px between z = 0 and z = 1, half per eye; the square (z = 1) sits 1 above the
-    # convergence plane: a whole 3 px per eye, so every pixel of the square lands exactly.
     shift = 3
     left, right = item.packed[:, :96], item.packed[:, 96:]
     square = depths[0] == depths[0].max()

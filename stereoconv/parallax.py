@@ -1,0 +1,312 @@
+"""Parallax from the viewing setup: normalized depth -> per-eye disparity, convergence over time, floating window.
+
+Conventions. Normalized depth ``z`` is in [0, 1], larger = nearer. Screen parallax ``P = x_right - x_left`` is in %
+of the screen width, which the frame spans, so it is also % of the frame width: ``P > 0`` (uncrossed) appears behind
+the screen, ``P < 0`` (crossed) in front of it, ``P = 0`` on the screen plane. Per-eye disparity ``d`` is in pixels,
+larger = nearer; the eyes are rendered symmetrically about the source,
+
+    left  = dibr.synthesize_view(image, d, +1)    # a pixel moves to x + d
+    right = dibr.synthesize_view(image, d, -1)    # a pixel moves to x - d
+
+so ``P_px = -2 d`` and ``d = -P / 100 * W / 2`` for a frame ``W`` pixels wide.
+
+Budget (:class:`ParallaxBudget`), from :class:`~stereoconv.config.StereoConfig`:
+
+    neg = max_negative_parallax                                         largest crossed |P|, % of width
+    pos = min(max_positive_parallax, 100 * interocular / screen_width)  largest uncrossed P, % of width
+
+Uncrossed parallax wider than the eyes' separation would make the eyes diverge to fuse the point, which they cannot do
+comfortably, hence the cap; it depends on the screen (the same file shown larger has larger parallax in metres).
+
+Mapping, for the convergence depth ``c`` (the ``z`` on the screen plane), linear so that depth proportions are kept
+(no kink at the screen plane):
+
+    P(z) = k * (c - z),   k = min(pos / c, neg / (1 - c))     (a term whose denominator is 0 is left out)
+    d(z) = k * (z - c) * W / 200   pixels
+
+so the farthest point ``P(0) = k c <= pos`` and the nearest ``P(1) = -k (1 - c) >= -neg``, and one of the two equals
+its budget. For ``0 < c < 1`` a zero budget on one side gives ``k = 0``: a flat picture.
+
+Convergence (:class:`ConvergenceTracker`) is chosen per frame and smoothed over the shot; the floating window
+(:class:`FloatingWindow`) masks frame edges that cut off points in front of the screen. Both reset at scene cuts.
+:class:`StereoRenderer` is the streaming stage the pipeline uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import StereoConfig
+from .dibr import synthesize_view
+
+_MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels
+
+
+@dataclass(frozen=True)
+class ParallaxBudget:
+    """The largest parallax allowed on each side of the screen plane, in % of the screen width (both >= 0).
+
+    ``negative``: largest crossed parallax (in front of the screen); ``positive``: largest uncrossed parallax (behind
+    it), already capped at the interocular distance. The viewing setup is kept to convert parallax to angles and
+    perceived distances; those do not change the mapping.
+    """
+
+    negative: float
+    positive: float
+    screen_width: float  # m
+    viewing_distance: float  # m
+    interocular: float  # m
+
+    @classmethod
+    def from_config(cls, config: StereoConfig) -> ParallaxBudget:
+        divergence = 100.0 * config.interocular / config.screen_width
+        return cls(
+            negative=config.max_negative_parallax,
+            positive=min(config.max_positive_parallax, divergence),
+            screen_width=config.screen_width,
+            viewing_distance=config.viewing_distance,
+            interocular=config.interocular,
+        )
+
+    def metres(self, parallax: float) -> float:
+        """Parallax in % of the screen width as metres on the screen."""
+        return parallax / 100.0 * self.screen_width
+
+    def angle(self, parallax: float) -> float:
+        """Angular disparity in degrees of a point with this parallax (% of width): the difference between the eyes'
+        vergence angle on the screen and on the point, ``2 atan(e / 2V) - 2 atan((e - p) / 2V)`` with ``p`` the
+        parallax in metres, ``e`` the interocular distance and ``V`` the viewing distance; positive behind the
+        screen. About ``p / V`` radians; comfort guidelines keep it within about 1 degree."""
+        e, v = self.interocular, self.viewing_distance
+        return math.degrees(2 * math.atan(e / (2 * v)) - 2 * math.atan((e - self.metres(parallax)) / (2 * v)))
+
+    def distance(self, parallax: float) -> float:
+        """Perceived distance in metres of a point with this parallax (% of width), by similar triangles:
+        ``V * e / (e - p)``; infinite when ``p`` reaches the interocular distance."""
+        gap = self.interocular - self.metres(parallax)
+        return self.viewing_distance * self.interocular / gap if gap > 0 else math.inf
+
+
+def parallax_scale(convergence: float, budget: ParallaxBudget) -> float:
+    """``k`` in ``P(z) = k * (c - z)``: % of width per unit of normalized depth, the largest that keeps ``P`` within
+    the budget for every ``z`` in [0, 1] around ``c = convergence``."""
+    if not 0.0 <= convergence <= 1.0:
+        raise ValueError(f"convergence must be a normalized depth in [0, 1], got {convergence}")
+    limits = []
+    if convergence > 0.0:
+        limits.append(budget.positive / convergence)
+    if convergence < 1.0:
+        limits.append(budget.negative / (1.0 - convergence))
+    return min(limits)
+
+
+def depth_to_disparity(depth: np.ndarray, convergence: float, budget: ParallaxBudget) -> np.ndarray:
+    """Per-eye disparity ``d = k * (z - c) * W / 200`` in pixels (float32 HxW, larger = nearer) for normalized depth
+    ``z`` (HxW in [0, 1], larger = nearer) with ``c = convergence`` on the screen plane; ``W`` is the frame width and
+    ``k`` is :func:`parallax_scale`. The screen parallax is ``-2 d`` pixels."""
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be HxW, got shape {depth.shape}")
+    scale = np.float32(parallax_scale(convergence, budget) * depth.shape[1] / 200.0)
+    out = np.subtract(depth, np.float32(convergence), dtype=np.float32)
+    out *= scale
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ convergence
+
+
+def _sample(depth: np.ndarray) -> np.ndarray:
+    step = max(1, int(np.sqrt(depth.size / _MAX_SAMPLES)))
+    return depth[::step, ::step]
+
+
+def convergence_depth(depth: np.ndarray, mode: str = "percentile", percentile: float = 60.0) -> float:
+    """The normalized depth one frame would put on the screen plane, before smoothing over time.
+
+    ``depth``: normalized depth, HxW in [0, 1], larger = nearer. ``mode``:
+
+    - ``"percentile"``: the ``percentile`` (%) of the frame's depth, so that share of the pixels lies behind the
+      screen and the rest in front;
+    - ``"subject"``: the median depth of the central region, the middle half of the rows and of the columns (a
+      quarter of the frame), where the subject of a shot usually is. The median ignores a minority of other pixels
+      there, so the subject lands on the screen plane when it fills most of that region.
+    """
+    if depth.ndim != 2 or not depth.size:
+        raise ValueError(f"depth must be a non-empty HxW map, got shape {depth.shape}")
+    if mode == "percentile":
+        return float(np.percentile(_sample(depth), percentile))
+    if mode == "subject":
+        height, width = depth.shape
+        centre = depth[height // 4 : height - height // 4, width // 4 : width - width // 4]
+        return float(np.median(_sample(centre)))
+    raise ValueError(f"unknown convergence mode {mode!r}: choose one of percentile, subject")
+
+
+class ConvergenceTracker:
+    """Streaming convergence: :func:`convergence_depth` per frame, smoothed over the shot, reset at cuts.
+
+    Call once per frame in decode order: ``tracker(depth, cut)`` with normalized depth (float32 HxW in [0, 1], larger =
+    nearer) and ``cut`` True on the first frame of a shot. Returns the convergence depth ``c``:
+    ``c = s * c_previous + (1 - s) * convergence_depth(depth)`` with ``s = convergence_smoothing``; the first frame of
+    a shot (and of a new frame size) uses its own value, so nothing before a cut affects what follows it.
+    """
+
+    def __init__(self, config: StereoConfig | None = None) -> None:
+        self.config = config or StereoConfig()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next frame starts a shot."""
+        self._value: float | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def __call__(self, depth: np.ndarray, cut: bool = False) -> float:
+        cfg = self.config
+        if cut or self._shape != depth.shape:
+            self.reset()
+        value = convergence_depth(depth, cfg.convergence, cfg.convergence_percentile)
+        if self._value is not None:
+            value = cfg.convergence_smoothing * self._value + (1.0 - cfg.convergence_smoothing) * value
+        self._value, self._shape = value, depth.shape
+        return value
+
+
+# -------------------------------------------------------------------------------------------------- floating window
+
+
+def window_violations(disparity: np.ndarray) -> tuple[float, float]:
+    """How far crossed parallax reaches into each frame edge: ``(left, right)`` in pixels, 0 where it does not.
+
+    ``disparity``: per-eye disparity, float32 HxW in pixels, larger = nearer. A pixel at column ``x`` with ``d > 0``
+    (in front of the screen) is drawn at ``x - d`` in the right eye and ``x + d`` in the left one. Near the left edge
+    (``x - d < -0.5``: its centre leaves the frame) the right eye loses it while the left eye still shows it, up to
+    ``2 d`` pixels in from the edge; the brain reads the edge as in front of the point and the point as cut off by
+    something behind it, a window violation. ``left`` is the largest crossed parallax ``2 d`` among such pixels at
+    the left edge, ``right`` likewise at the right edge (``x + d > W - 0.5``, lost by the left eye).
+    """
+    width = disparity.shape[1]
+    reach = float(disparity.max()) if disparity.size else 0.0
+    if not reach > 0.5:
+        return 0.0, 0.0
+    strip = min(width, math.ceil(reach))  # only pixels closer to an edge than their own disparity can leave it
+    inset = np.arange(strip, dtype=np.float32) + np.float32(0.5)  # distance from a pixel centre to the edge
+    left, right = disparity[:, :strip], disparity[:, width - strip :][:, ::-1]
+    bands = []
+    for edge in (left, right):
+        cut_off = edge > inset
+        bands.append(2.0 * float(edge[cut_off].max()) if cut_off.any() else 0.0)
+    return bands[0], bands[1]
+
+
+class FloatingWindow:
+    """Streaming floating window: black band widths (px) for each frame edge, smoothed over the shot, reset at cuts.
+
+    ``window(disparity, cut)`` returns ``(left, right)``: the band on the LEFT edge of the LEFT eye and on the RIGHT
+    edge of the RIGHT eye (see :func:`render_views`). A band widens at once to the frame's
+    :func:`window_violations` (a band narrower than the violation would show it) and narrows smoothly,
+    ``band = max(now, s * band_previous + (1 - s) * now)``, so a window does not jump away when an object leaves the
+    edge. The first frame of a shot uses its own widths.
+    """
+
+    def __init__(self, smoothing: float = 0.9) -> None:
+        self.smoothing = smoothing
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next frame starts a shot."""
+        self._bands: tuple[float, float] | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def __call__(self, disparity: np.ndarray, cut: bool = False) -> tuple[float, float]:
+        if cut or self._shape != disparity.shape:
+            self.reset()
+        now = window_violations(disparity)
+        if self._bands is not None:
+            s = self.smoothing
+            now = (max(now[0], s * self._bands[0] + (1 - s) * now[0]),
+                   max(now[1], s * self._bands[1] + (1 - s) * now[1]))  # fmt: skip
+        self._bands, self._shape = now, disparity.shape
+        return now
+
+
+# ------------------------------------------------------------------------------------------------------- rendering
+
+
+def render_views(
+    image: np.ndarray, disparity: np.ndarray, window: tuple[float, float] = (0.0, 0.0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right views (new uint8 HxWx3 arrays) of ``image`` (uint8 HxWx3) for per-eye ``disparity`` (float32
+    HxW, pixels, larger = nearer), with optional floating-window bands ``window = (left, right)`` in pixels.
+
+    Why those edges: a point in front of the screen at the left frame edge is shifted right in the left eye and left
+    in the right eye, so the right eye loses it off the edge while the left eye shows a strip of it (and, beside it,
+    the hole filled at the edge) that the right eye has no counterpart for. Blacking out that strip in the LEFT eye
+    leaves both eyes showing the same content, and the band's inner edge, seen by the left eye only ``2 d`` pixels
+    further right than the frame edge is seen by the right eye, has crossed parallax itself: the window edge floats
+    in front of the screen with the point. At the right edge it is the mirror image: the RIGHT eye is masked.
+
+        left frame edge, point P with d = 2 (P at x = 0..3 in the source)
+        source:  |PPPP....      left eye: |xxPPPP..   (x: filled hole, P moved right)   mask: |####PP..
+                                right eye:|PP......   (P moved left, half of it lost)         |PP......
+    """
+    if not np.any(disparity):  # flat: both eyes see the source (as new arrays, never the input itself)
+        left, right = image.copy(), image.copy()
+    else:
+        left, right = synthesize_view(image, disparity, +1), synthesize_view(image, disparity, -1)
+    width = image.shape[1]
+    # Halves round up, as the warp rounds its targets.
+    band_left, band_right = (min(width, math.floor(b + 0.5)) for b in window)
+    if band_left > 0:
+        left[:, :band_left] = 0
+    if band_right > 0:
+        right[:, width - band_right :] = 0
+    return left, right
+
+
+@dataclass(frozen=True)
+class StereoViews:
+    """One frame's stereo rendering.
+
+    ``left``/``right``: uint8 HxWx3 views. ``disparity``: the per-eye disparity used (float32 HxW, pixels, larger =
+    nearer). ``convergence``: the normalized depth on the screen plane. ``window``: floating-window band widths in
+    pixels on the left edge of the left eye and the right edge of the right eye (0 when off or not needed).
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    disparity: np.ndarray
+    convergence: float
+    window: tuple[float, float]
+
+
+class StereoRenderer:
+    """The stereo stage: normalized depth -> convergence -> disparity within the budget -> both eyes (+ window).
+
+    Call once per frame in decode order: ``renderer(image, depth, cut)`` with ``image`` uint8 HxWx3, ``depth``
+    normalized depth (float32 HxW in [0, 1], larger = nearer) and ``cut`` True on the first frame of a shot, which
+    resets the convergence and floating-window state. Returns :class:`StereoViews`.
+    """
+
+    def __init__(self, config: StereoConfig | None = None) -> None:
+        self.config = config or StereoConfig()
+        self.budget = ParallaxBudget.from_config(self.config)
+        self.convergence = ConvergenceTracker(self.config)
+        self.window = FloatingWindow(self.config.convergence_smoothing) if self.config.floating_window else None
+
+    def reset(self) -> None:
+        """Forget everything: the next frame starts a shot."""
+        self.convergence.reset()
+        if self.window is not None:
+            self.window.reset()
+
+    def __call__(self, image: np.ndarray, depth: np.ndarray, cut: bool = False) -> StereoViews:
+        if depth.ndim != 2 or image.shape[:2] != depth.shape:
+            raise ValueError(f"image {image.shape} and depth {depth.shape} must be HxWx3 and HxW of one size")
+        convergence = self.convergence(depth, cut)
+        disparity = depth_to_disparity(depth, convergence, self.budget)
+        window = self.window(disparity, cut) if self.window is not None else (0.0, 0.0)
+        left, right = render_views(image, disparity, window)
+        return StereoViews(left, right, disparity, convergence, window)
