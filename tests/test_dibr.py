@@ -9,15 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stereoconv.config import StereoConfig
-from stereoconv.dibr import (
-    depth_to_disparity,
-    fill_disocclusions,
-    render_stereo,
-    sample_view,
-    synthesize_view,
-    warp_disparity,
-)
+from stereoconv.dibr import fill_disocclusions, sample_view, synthesize_view, warp_disparity
 
 FG = np.array([255, 0, 255], np.uint8)  # the near square's colour; the background never has it
 BG = np.array([40, 120, 60], np.uint8)
@@ -76,7 +68,8 @@ def test_half_pixel_disparity_interpolates_between_neighbours(direction: int) ->
         got, want = out[:, 3:], mean[:, : 30 - 3]  # x - 2.5 for x = 3.. -> between x-3 and x-2
     else:
         got, want = out[:, :27], mean[:, 2:29]  # x + 2.5 -> between x+2 and x+3
-    assert np.abs(got.astype(float) - want).max() <= 1.0  # OpenCV interpolates in 1/32 px steps, then rounds
+    # OpenCV 5 interpolates exactly and rounds; OpenCV 4 steps positions by 1/32 px, off by up to a level or so.
+    assert np.abs(got.astype(float) - want).max() <= 1.0
 
 
 @pytest.mark.parametrize("direction", [1, -1])
@@ -194,24 +187,6 @@ def test_middlebury_left_image_to_right_view() -> None:
     np.testing.assert_array_equal(right[2, 8], FG)
     assert is_fg(right).sum() == 1
     np.testing.assert_array_equal(right[2, 13:23], left[2, 14:24])
-
-
-def test_depth_to_disparity_spans_the_parallax_budget_about_convergence() -> None:
-    config = StereoConfig(max_parallax=5.0, convergence=0.6)
-    d = depth_to_disparity(np.tile(np.array([[0.0, 0.6, 1.0, 0.3]], np.float32), (1, 50)), config)
-    # 5 % of 200 px = 10 px between z = 0 and z = 1, half per eye: z = 0 -> -3, z = 1 -> +2, z = 0.6 -> 0.
-    np.testing.assert_allclose(d[0, :4], [-3.0, 0.0, 2.0, -1.5], atol=1e-5)
-
-
-def test_render_stereo_moves_the_eyes_apart_symmetrically() -> None:
-    image = textured(6, 100)
-    depth = np.ones((6, 100), np.float32)  # everything at z = 1, convergence 0.5, 4 % of 100 px: +-1 px per eye
-    left, right = render_stereo(image, depth, StereoConfig(max_parallax=4.0, convergence=0.5))
-    np.testing.assert_array_equal(left[:, 1:], image[:, :-1])
-    np.testing.assert_array_equal(right[:, :-1], image[:, 1:])
-    flat_left, flat_right = render_stereo(image, depth, StereoConfig(max_parallax=0.0))
-    np.testing.assert_array_equal(flat_left, image)
-    assert flat_left is not image and flat_right is not image
 
 
 # ------------------------------------------------------------------------------------------------ refusals
