@@ -1,5 +1,8 @@
 """DIBR: forward warping of disparity with occlusion order, same-surface sampling, background-side filling.
 
+The known-geometry tests run on both the numpy path and the torch path (``BOTH_PATHS``); tests/test_dibr_torch.py
+holds what is particular to torch (agreement with numpy, batches, dtypes).
+
 Images here are small and built by hand (uint8, values >= 1 so a stray hole reads as 0), so expected pixels can be
 written down. Direction +1 moves a pixel to x + d (left eye), -1 to x - d (right eye).
 """
@@ -8,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from stereoconv.dibr import fill_disocclusions, sample_view, synthesize_view, warp_disparity
+from stereoconv.dibr import fill_disocclusions, sample_view, synthesize_view, synthesize_view_torch, warp_disparity
 
 FG = np.array([255, 0, 255], np.uint8)  # the near square's colour; the background never has it
 BG = np.array([40, 120, 60], np.uint8)
@@ -34,20 +38,30 @@ def is_fg(image: np.ndarray) -> np.ndarray:
     return (image == FG).all(axis=-1)
 
 
+def synthesize_view_via_torch(image: np.ndarray, disparity: np.ndarray, direction: int) -> np.ndarray:
+    return synthesize_view_torch(torch.from_numpy(image), torch.from_numpy(disparity), direction).numpy()
+
+
+# The known-geometry tests hold for the numpy path and the torch (GPU) path alike.
+BOTH_PATHS = pytest.mark.parametrize("render", [synthesize_view, synthesize_view_via_torch], ids=["numpy", "torch"])
+
+
 # ------------------------------------------------------------------------------------------ known geometry
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("direction", [1, -1])
-def test_zero_disparity_returns_the_input(direction: int) -> None:
+def test_zero_disparity_returns_the_input(render, direction: int) -> None:
     image = textured(7, 11)
-    np.testing.assert_array_equal(synthesize_view(image, np.zeros((7, 11), np.float32), direction), image)
+    np.testing.assert_array_equal(render(image, np.zeros((7, 11), np.float32), direction), image)
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("d", [1, 3, 7])
 @pytest.mark.parametrize("direction", [1, -1])
-def test_a_fronto_parallel_plane_shifts_by_exactly_d(d: int, direction: int) -> None:
+def test_a_fronto_parallel_plane_shifts_by_exactly_d(render, d: int, direction: int) -> None:
     image = textured(6, 30)
-    out = synthesize_view(image, np.full((6, 30), d, np.float32), direction)
+    out = render(image, np.full((6, 30), d, np.float32), direction)
     if direction > 0:
         np.testing.assert_array_equal(out[:, d:], image[:, :-d])
         strip, edge = out[:, :d], image[:, :2]
@@ -106,12 +120,13 @@ def test_pixels_pushed_off_frame_are_dropped() -> None:
 # ------------------------------------------------------------------------------- occlusion and disocclusion
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize(
     ("direction", "new", "revealed"), [(1, slice(20, 30), slice(16, 20)), (-1, slice(10, 20), slice(20, 24))]
 )
-def test_near_square_occludes_and_reveals_background_on_the_correct_side(direction, new, revealed) -> None:
+def test_near_square_occludes_and_reveals_background_on_the_correct_side(render, direction, new, revealed) -> None:
     image, disparity = square_scene(d_background=1, d_square=5, background=BG)
-    out = synthesize_view(image, disparity, direction)
+    out = render(image, disparity, direction)
     fg = is_fg(out)
     assert fg[2:6, new].all(), "the square must cover the background that lands in its new place"
     assert fg.sum() == 40, "no foreground pixel outside the square's new position"
@@ -119,10 +134,11 @@ def test_near_square_occludes_and_reveals_background_on_the_correct_side(directi
     assert (out[2:6, revealed] == BG).all()
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("direction", [1, -1])
-def test_textured_background_fills_from_background_only(direction: int) -> None:
+def test_textured_background_fills_from_background_only(render, direction: int) -> None:
     image, disparity = square_scene(d_background=1, d_square=6)
-    out = synthesize_view(image, disparity, direction)
+    out = render(image, disparity, direction)
     fg = is_fg(out)
     assert fg.sum() == 40
     revealed = slice(16, 21) if direction > 0 else slice(20, 25)
@@ -131,21 +147,23 @@ def test_textured_background_fills_from_background_only(direction: int) -> None:
     assert fill.min() >= side.min() - 1 and fill.max() <= side.max() + 1
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("direction", [1, -1])
-def test_far_square_is_covered_by_near_surroundings(direction: int) -> None:
+def test_far_square_is_covered_by_near_surroundings(render, direction: int) -> None:
     # The reverse layering: the square at 1 px lies behind surroundings at 6 px, which move over its near edge.
     image, disparity = square_scene(d_background=6, d_square=1)
-    out = synthesize_view(image, disparity, direction)
+    out = render(image, disparity, direction)
     covered, cover = (slice(15, 21), slice(9, 15)) if direction > 0 else (slice(19, 25), slice(25, 31))
     np.testing.assert_array_equal(out[2:6, covered], image[2:6, cover])
     assert not is_fg(out[[0, 1, 6, 7]]).any()
 
 
-def test_sampling_never_blends_across_a_depth_edge() -> None:
+@BOTH_PATHS
+def test_sampling_never_blends_across_a_depth_edge(render) -> None:
     # Square at 5.5 px over background at 1.5 px: each view pixel reads between two source pixels. Where one of them
     # belongs to the other surface, its colour must not be mixed in.
     image, disparity = square_scene(d_background=1.5, d_square=5.5, background=BG)
-    out = synthesize_view(image, disparity, +1)
+    out = render(image, disparity, +1)
     colours = {tuple(c) for c in out.reshape(-1, 3)}
     assert colours <= {tuple(FG), tuple(BG)}, f"blended colours at the edge: {colours - {tuple(FG), tuple(BG)}}"
 

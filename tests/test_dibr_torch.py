@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from synth import SHARED_DATA
-from test_dibr import BG, FG, is_fg, square_scene, textured
+from test_dibr import square_scene, textured
 
 from stereoconv.dibr import (
     fill_disocclusions,
@@ -125,62 +125,6 @@ def test_warp_leaves_its_input_alone_and_returns_a_new_tensor() -> None:
 
 
 # ------------------------------------------------------------------------------------------ known geometry
-
-
-@pytest.mark.parametrize("d", [1, 3, 7])
-@pytest.mark.parametrize("direction", [1, -1])
-def test_a_fronto_parallel_plane_shifts_by_exactly_d(d: int, direction: int) -> None:
-    image = textured(6, 30)
-    out = synthesize_view_torch(torch.from_numpy(image), torch.full((6, 30), float(d)), direction).numpy()
-    if direction > 0:
-        np.testing.assert_array_equal(out[:, d:], image[:, :-d])
-        strip, edge = out[:, :d], image[:, :2]
-    else:
-        np.testing.assert_array_equal(out[:, :-d], image[:, d:])
-        strip, edge = out[:, -d:], image[:, -2:]
-    assert strip.min() >= edge.min() and strip.max() <= edge.max()
-
-
-@pytest.mark.parametrize("direction", [1, -1])
-def test_zero_disparity_returns_the_input(direction: int) -> None:
-    image = torch.from_numpy(textured(7, 11))
-    assert torch.equal(synthesize_view_torch(image, torch.zeros(7, 11), direction), image)
-
-
-@pytest.mark.parametrize(
-    ("direction", "new", "revealed"), [(1, slice(20, 30), slice(16, 20)), (-1, slice(10, 20), slice(20, 24))]
-)
-def test_near_square_occludes_and_reveals_background_on_the_correct_side(direction, new, revealed) -> None:
-    image, disparity = square_scene(d_background=1, d_square=5, background=BG)
-    out = synthesize_view_torch(*tensors(image, disparity), direction).numpy()
-    fg = is_fg(out)
-    assert fg[2:6, new].all(), "the square must cover the background that lands in its new place"
-    assert fg.sum() == 40, "no foreground pixel outside the square's new position"
-    assert (out[2:6, revealed] == BG).all()
-
-
-@pytest.mark.parametrize("direction", [1, -1])
-def test_textured_background_fills_from_background_only(direction: int) -> None:
-    image, disparity = square_scene(d_background=1, d_square=6)
-    want, got = synthesize_both(image, disparity, direction)
-    assert is_fg(got).sum() == 40
-    np.testing.assert_array_equal(got, want)  # whole pixels, sharp edges: no interpolation anywhere
-
-
-@pytest.mark.parametrize("direction", [1, -1])
-def test_far_square_is_covered_by_near_surroundings(direction: int) -> None:
-    image, disparity = square_scene(d_background=6, d_square=1)
-    out = synthesize_view_torch(*tensors(image, disparity), direction).numpy()
-    covered, cover = (slice(15, 21), slice(9, 15)) if direction > 0 else (slice(19, 25), slice(25, 31))
-    np.testing.assert_array_equal(out[2:6, covered], image[2:6, cover])
-    assert not is_fg(out[[0, 1, 6, 7]]).any()
-
-
-def test_sampling_never_blends_across_a_depth_edge() -> None:
-    image, disparity = square_scene(d_background=1.5, d_square=5.5, background=BG)
-    out = synthesize_view_torch(*tensors(image, disparity), 1).numpy()
-    colours = {tuple(c) for c in out.reshape(-1, 3)}
-    assert colours <= {tuple(FG), tuple(BG)}, f"blended colours at the edge: {colours - {tuple(FG), tuple(BG)}}"
 
 
 @pytest.mark.parametrize("direction", [1, -1])
