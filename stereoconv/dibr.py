@@ -328,9 +328,7 @@ def fill_disocclusions_torch(view: torch.Tensor, warped: torch.Tensor, filled: t
     with the smaller disparity, and the mean of up to ``_FILL_TAPS`` pixels of that background surface going away
     from the hole; a row with nothing covered stays 0. Then every hole pixel becomes the mean of the row fills of the
     hole pixels within ``_FILL_ROWS`` rows of it in its column (the frame's border reflected as cv2.blur does), as
-    in :func:`fill_disocclusions`. Batched frames are smoothed each on its own. A hole run never reaches into the
-    next row, which :func:`fill_disocclusions` does when one row's last hole and the next holed row's first are
-    diagonal neighbours.
+    in :func:`fill_disocclusions`. Batched frames are smoothed each on its own.
     """
     _check_layout(view, {"warped": warped, "filled": filled}, "view")
     height, width, channels = *warped.shape[-2:], view.shape[-1]

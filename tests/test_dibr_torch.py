@@ -165,7 +165,7 @@ def test_a_whole_pixel_position_reads_that_pixel() -> None:
     assert got[0, :, 0].tolist() == want[0, :, 0].tolist() == [10, 0, 0, 10]
 
 
-def test_fill_matches_numpy_with_runs_kept_in_their_rows() -> None:
+def test_fill_matches_numpy() -> None:
     # Random hole masks, including heights under the 7-row smoothing window, where the reflected border wraps.
     rng = np.random.default_rng(2)
     for _ in range(150):
