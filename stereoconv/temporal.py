@@ -3,14 +3,24 @@
 Depth maps here are relative inverse depth, float32 HxW, **larger = nearer**; normalized depth lies in [0, 1]
 (0 = farthest, 1 = nearest).
 
-Per frame: the raw depth is normalized robustly between two percentiles (outliers do not set the range), with the
-range itself smoothed over the shot; then a per-pixel bilateral temporal filter blends in the previous estimate with a
-weight that falls with the depth difference and with the pixel's colour change, so static surfaces stop shimmering
-while moving objects and real depth changes come through. At a scene cut every state resets: the first frame of a shot
-is exactly its own normalized depth.
+A monocular network's depth of the same wall comes out a little nearer or farther every frame: the whole map drifts in
+scale and offset, and each pixel jitters. Per frame:
 
-:class:`TemporalSmoother` is the streaming stage the pipeline uses; :func:`smooth_sequence` runs the same class over
-a whole sequence.
+1. **Normalize** robustly between two percentiles (outliers do not set the range). The first frame of a shot is
+   exactly this.
+2. **Align** that frame's scale and offset to the running estimate: a least-squares fit (outliers rejected) on the
+   pixels whose colour and depth barely changed, pulled back towards the frame's own normalization by
+   ``1 - alignment`` every frame, so the estimate cannot drift away over a long shot.
+3. Optionally **follow motion**: the previous estimate is warped along the optical flow (OpenCV DIS, computed at a
+   reduced size) to the current frame, and pixels that fail a forward-backward consistency check (occlusions) are
+   not blended.
+4. **Blend** with a per-pixel bilateral temporal weight: the previous estimate's weight falls with the depth difference
+   and with the pixel's colour change, so static surfaces stop shimmering while moving objects and real depth changes
+   come through; it also falls through gradual transitions (fades, cross-fades), detected from the median colour
+   change of the frame, so the old shot's depth is not dragged into the new one.
+
+At a scene cut every state resets. :class:`TemporalSmoother` is the streaming stage the pipeline uses;
+:func:`smooth_sequence` runs the same class over a whole sequence.
 """
 
 from __future__ import annotations
@@ -24,13 +34,26 @@ import numpy as np
 from .config import TemporalConfig
 
 _EPS = 1e-6
+_MAX_SAMPLES = 65536  # statistics (percentiles, the alignment fit, the transition level) use at most this many pixels
+# Median per-pixel change of grey level (0-255) between frames: at or below _CALM the frame is one shot going on
+# (only moving objects change, so the median pixel does not), at or above _TRANSITION every pixel is changing, as in
+# a fade or a cross-fade, and the previous estimate gets no weight. Linear in between.
+_CALM, _TRANSITION = 1.5, 4.0
+# The alignment fit uses only pixels whose normalized depth moved less than this: after per-frame normalization real
+# drift is small, and a larger change is a moving object or an occlusion, which must not set the frame's scale.
+_ALIGN_MAX_CHANGE = 0.25
+_FLOW_WIDTH = 320  # optical flow is computed at this width (or the frame's, if smaller)
+_FLOW_CONSISTENCY = 1.0  # px at flow scale: forward and backward flow must cancel within this, else occlusion
 
 
-def depth_percentiles(depth: np.ndarray, low: float, high: float, *, max_samples: int = 65536) -> tuple[float, float]:
-    """The ``low`` and ``high`` percentiles (in %) of a depth map, from an even subsample of at most ``max_samples``."""
-    step = max(1, int(np.sqrt(depth.size / max_samples)))
-    sample = depth[::step, ::step]
-    lo, hi = np.percentile(sample, (low, high))
+def _subsample(array: np.ndarray) -> np.ndarray:
+    step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / _MAX_SAMPLES)))
+    return array[::step, ::step]
+
+
+def depth_percentiles(depth: np.ndarray, low: float, high: float) -> tuple[float, float]:
+    """The ``low`` and ``high`` percentiles (in %) of a depth map, from an even subsample of at most 65536 pixels."""
+    lo, hi = np.percentile(_subsample(depth), (low, high))
     return float(lo), float(hi)
 
 
@@ -45,21 +68,78 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
+def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """``(a, b)`` minimizing ``|a * source + b - target|^2`` over ``mask`` (all pixels if None), refit once without the
+    pixels whose residual exceeds 3 robust standard deviations (moving objects, occlusions). ``(1, 0)`` when there
+    are too few pixels or no spread to fit."""
+    x, y = _subsample(source), _subsample(target)
+    if mask is not None:
+        keep = _subsample(mask)
+        x, y = x[keep], y[keep]
+    x, y = x.ravel().astype(np.float64), y.ravel().astype(np.float64)
+    a, b = 1.0, 0.0
+    for _ in range(2):
+        if x.size < 16 or np.ptp(x) < _EPS:
+            return 1.0, 0.0
+        a, b = np.polyfit(x, y, 1)
+        residual = np.abs(a * x + b - y)
+        inliers = residual <= 3.0 * 1.4826 * np.median(residual) + _EPS
+        x, y = x[inliers], y[inliers]
+    return float(a), float(b)
+
+
+def transition_level(gray: np.ndarray, previous_gray: np.ndarray) -> float:
+    """How much of a gradual transition (fade, cross-fade) this frame is in, 0-1, from the median per-pixel grey
+    change (0-255) since the previous frame: 0 at or below 1.5 levels, 1 at or above 4, linear in between."""
+    change = float(np.median(np.abs(_subsample(gray) - _subsample(previous_gray))))
+    return float(np.clip((change - _CALM) / (_TRANSITION - _CALM), 0.0, 1.0))
+
+
+class _MotionWarp:
+    """Warps the previous frame's maps to the current frame along DIS optical flow, with an occlusion mask."""
+
+    def __init__(self) -> None:
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+
+    def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(map_x, map_y, valid)`` such that ``cv2.remap(previous, map_x, map_y)`` lines the previous frame up
+        with the current one; ``valid`` is False where the flow fails the forward-backward check (occlusions)."""
+        height, width = gray.shape
+        scale = min(1.0, _FLOW_WIDTH / width)
+        size = (max(8, round(width * scale)), max(8, round(height * scale)))
+        current = cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
+        previous = cv2.resize(previous_gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
+        backward = self._dis.calc(current, previous, None)  # current(x) ~ previous(x + backward(x))
+        forward = self._dis.calc(previous, current, None)
+        grid_x, grid_y = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
+        back_x, back_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
+        # Going back and then forth must return to the start, else the pixel was hidden in the previous frame.
+        returned = cv2.remap(forward, back_x, back_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mismatch = np.hypot(*(backward + returned).transpose(2, 0, 1))
+        inside = (back_x >= 0) & (back_x <= size[0] - 1) & (back_y >= 0) & (back_y <= size[1] - 1)
+        valid_small = ((mismatch <= _FLOW_CONSISTENCY) & inside).astype(np.uint8)
+        full = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) / np.float32(scale)
+        map_x = np.arange(width, dtype=np.float32) + full[..., 0]
+        map_y = np.arange(height, dtype=np.float32)[:, None] + full[..., 1]
+        valid = cv2.resize(valid_small, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+        return map_x, map_y, valid
+
+
 class TemporalSmoother:
-    """Streaming depth normalization + bilateral temporal filter, reset at cuts.
+    """Streaming depth normalization + alignment + bilateral temporal filter, reset at cuts.
 
     Call once per frame in decode order: ``smoother(depth, rgb, cut)`` with ``depth`` float32 HxW relative inverse
-    depth (larger = nearer), ``rgb`` the uint8 HxWx3 frame (or None: no colour term), ``cut`` True on the first frame
-    of a shot. Returns normalized depth in [0, 1], float32 HxW, larger = nearer.
+    depth (larger = nearer), ``rgb`` the uint8 HxWx3 frame (or None: no colour term, no alignment mask, no motion),
+    ``cut`` True on the first frame of a shot. Returns normalized depth in [0, 1], float32 HxW, larger = nearer.
     """
 
     def __init__(self, config: TemporalConfig | None = None) -> None:
         self.config = config or TemporalConfig()
+        self._motion = _MotionWarp() if self.config.motion_compensation else None
         self.reset()
 
     def reset(self) -> None:
         """Forget everything: the next frame starts a shot."""
-        self._range: tuple[float, float] | None = None
         self._prev: np.ndarray | None = None
         self._prev_gray: np.ndarray | None = None
 
@@ -71,32 +151,51 @@ class TemporalSmoother:
         cfg = self.config
         if cut or (self._prev is not None and self._prev.shape != depth.shape):
             self.reset()
-        lo, hi = depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile)
-        if self._range is not None:
-            k = cfg.range_smoothing
-            lo, hi = k * self._range[0] + (1 - k) * lo, k * self._range[1] + (1 - k) * hi
-        self._range = (lo, hi)
-        current = normalize(depth, lo, hi)
+        current = normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
         gray = _gray(rgb) if rgb is not None else None
-
-        out = current if self._prev is None or cfg.strength == 0.0 else self._blend(current, gray)
+        out = current if self._prev is None else self._follow(current, gray)
         self._prev, self._prev_gray = out, gray
         return out
 
-    def _blend(self, current: np.ndarray, gray: np.ndarray | None) -> np.ndarray:
-        """Per-pixel weight of the previous estimate: strength * g(depth change) * g(colour change), g Gaussian."""
+    def _follow(self, current: np.ndarray, gray: np.ndarray | None) -> np.ndarray:
+        """Align ``current`` to the previous estimate and blend the two (steps 2-4 of the module docstring)."""
         cfg = self.config
-        prev = self._prev
-        assert prev is not None
-        dd = current - prev
+        previous, previous_gray = self._prev, self._prev_gray
+        assert previous is not None
+        valid = None
+        if self._motion is not None and gray is not None and previous_gray is not None:
+            map_x, map_y, valid = self._motion(gray, previous_gray)
+            previous = cv2.remap(previous, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            previous_gray = cv2.remap(previous_gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        colour_change = np.abs(gray - previous_gray) if gray is not None and previous_gray is not None else None
+
+        if cfg.alignment > 0.0:
+            # Pixels clipped by the normalization (outside its percentiles) say nothing about scale: left out.
+            steady = (np.abs(current - previous) < _ALIGN_MAX_CHANGE) & (current > 0.0) & (current < 1.0)
+            if colour_change is not None:
+                steady &= colour_change <= cfg.color_sigma
+            if valid is not None:
+                steady &= valid
+            a, b = fit_scale_offset(current, previous, steady)
+            # Only part of the way: what is left pulls the estimate back to the frame's own normalization.
+            k = cfg.alignment
+            current = current * np.float32(1.0 + k * (a - 1.0)) + np.float32(k * b)
+        if cfg.strength == 0.0:
+            return np.clip(current, 0.0, 1.0, out=current)
+
+        dd = current - previous
         exponent = dd * dd * np.float32(-0.5 / cfg.depth_sigma**2)
-        if gray is not None and self._prev_gray is not None:
-            dc = gray - self._prev_gray
-            exponent -= dc * dc * np.float32(0.5 / cfg.color_sigma**2)
+        strength = cfg.strength
+        if colour_change is not None:
+            exponent -= colour_change * colour_change * np.float32(0.5 / cfg.color_sigma**2)
+            strength *= 1.0 - transition_level(gray, previous_gray)  # motion-compensated when that is on
         weight = np.exp(exponent, out=exponent)
-        weight *= np.float32(cfg.strength)
-        # out = w * prev + (1 - w) * current = current - w * (current - prev)
-        return current - weight * dd
+        weight *= np.float32(strength)
+        if valid is not None:
+            weight[~valid] = 0.0
+        # out = w * previous + (1 - w) * current, kept in [0, 1]: the parallax budget is defined on that range
+        out = current - weight * dd
+        return np.clip(out, 0.0, 1.0, out=out)
 
 
 def smooth_sequence(

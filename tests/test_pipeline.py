@@ -95,7 +95,7 @@ def test_first_frame_after_a_cut_does_not_depend_on_earlier_frames():
     shot_b, depth_b = shot_frames(9, h, w, seed=40)
     depth_b = [d * 5.0 + 2.0 for d in depth_b]  # a very different depth range too
     shot_2, depth_2 = shot_frames(7, h, w, seed=77)
-    cfg = config(**{"temporal.strength": 0.9, "temporal.range_smoothing": 0.95, "stereo.convergence_smoothing": 0.95,
+    cfg = config(**{"temporal.strength": 0.9, "temporal.alignment": 0.95, "stereo.convergence_smoothing": 0.95,
                     "stereo.floating_window": True})  # fmt: skip
 
     runs = []

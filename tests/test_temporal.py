@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import itertools
 
+import cv2
 import numpy as np
 import pytest
 from synth import NEAR, shot_frames
 
 from stereoconv.config import TemporalConfig
 from stereoconv.errors import ConfigError
-from stereoconv.temporal import TemporalSmoother, depth_percentiles, normalize, smooth_sequence
+from stereoconv.temporal import TemporalSmoother, depth_percentiles, normalize, smooth_sequence, transition_level
 
 
 def noisy_static(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -93,3 +94,85 @@ def test_bad_settings_and_inputs_are_refused():
         smooth_sequence(depths, frames[:1])
     with pytest.raises(ValueError, match="sizes differ"):
         TemporalSmoother()(depths[0], frames[0][:10])
+
+
+def drifting(depths: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """Estimates that drift in scale and offset from frame to frame, plus pixel noise (a monocular network's way)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for d in depths:
+        scale, offset = rng.uniform(0.8, 1.25), rng.uniform(-0.3, 0.3)
+        out.append((scale * d + offset + rng.normal(0, 0.02, d.shape)).astype(np.float32))
+    return out
+
+
+def test_alignment_keeps_the_background_still_while_a_near_object_jitters():
+    # The near square's own estimate jumps around from frame to frame, and with it the 98th percentile that sets each
+    # frame's range: per frame, the static background would jump too. Aligned to the running estimate on unchanged
+    # pixels, it stays put.
+    frames, depths = shot_frames(1, 48, 64, seed=7)
+    frames = frames * 16
+    ramp = np.tile(np.linspace(0.2, 1.0, 64, dtype=np.float32), (48, 1))  # a sloped background: some depth range
+    rng = np.random.default_rng(1)
+    estimates = [np.where(depths[0] > 2, 3.0 + rng.uniform(-0.8, 0.8), ramp).astype(np.float32) for _ in frames]
+    background = depths[0] < 2
+    unsmoothed = smooth_sequence(estimates, frames, strength=0.0, alignment=0.0)
+    aligned = smooth_sequence(estimates, frames, strength=0.0, alignment=0.9)
+    assert flicker([a[background] for a in aligned]) < 0.3 * flicker([u[background] for u in unsmoothed])
+
+
+def test_alignment_does_not_drift_over_a_long_shot():
+    frames, depths = noisy_static(240, seed=3)
+    out = smooth_sequence(depths, frames, alignment=0.95, strength=0.8, depth_sigma=0.5)
+    own = [normalize(d, *depth_percentiles(d, 2.0, 98.0)) for d in depths]
+    gap = [abs(float(o.mean() - n.mean())) for o, n in zip(out, own, strict=True)]
+    assert max(gap[-40:]) < 0.05  # still where each frame's own normalization puts it after 240 frames
+
+
+def test_a_cross_fade_does_not_drag_the_old_shots_depth():
+    # Shot A fades into shot B over 12 frames, with no cut. The estimate switches to B's depth at the middle of the
+    # fade; the output must follow within a frame even at full strength.
+    frames_a, depths_a = shot_frames(10, 48, 64, seed=11, speed=0)
+    frames_b, depths_b = shot_frames(10, 48, 64, seed=12, speed=0)
+    depths_b = [np.flipud(d).copy() for d in depths_b]  # the near square elsewhere
+    fade = [((1 - t) * frames_a[0] + t * frames_b[0]).astype(np.uint8) for t in np.linspace(0, 1, 12)]
+    frames = frames_a + fade + frames_b
+    depths = depths_a + [depths_a[0]] * 6 + [depths_b[0]] * 6 + depths_b
+    out = smooth_sequence(
+        depths, frames, strength=0.95, depth_sigma=10.0, color_sigma=255.0
+    )  # only the fade can stop it
+    own = normalize(depths_b[0], *depth_percentiles(depths_b[0], 2.0, 98.0))
+    assert np.abs(out[17] - own).mean() < 0.05, "the old shot's depth is dragged through the fade"
+
+
+def test_transition_level_sees_fades_not_motion():
+    frames, _ = shot_frames(3, 48, 64, seed=5, speed=4)
+    gray = [f.mean(axis=2).astype(np.float32) for f in frames]
+    assert transition_level(gray[1], gray[0]) == 0.0  # a moving object changes few pixels
+    assert transition_level(gray[0] * 0.9, gray[0]) > 0.5  # a fade to black changes every pixel
+    assert transition_level(gray[0], gray[0]) == 0.0
+
+
+def test_motion_compensation_smooths_a_pan_without_ghosts():
+    # A textured scene panning 3 px per frame with noisy depth that moves with it.
+    rng = np.random.default_rng(0)
+    world = np.repeat(np.repeat(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8), 4, 0), 4, 1)
+    world_depth = np.repeat(np.repeat(rng.uniform(1, 3, (40, 60)).astype(np.float32), 4, 0), 4, 1)
+    world_depth = cv2.GaussianBlur(world_depth, (0, 0), 6)
+    frames = [world[20:120, 3 * i : 3 * i + 160].copy() for i in range(20)]
+    truth = [world_depth[20:120, 3 * i : 3 * i + 160].copy() for i in range(20)]
+    estimates = [t + rng.normal(0, 0.05, t.shape).astype(np.float32) for t in truth]
+    own = [normalize(t, *depth_percentiles(t, 2.0, 98.0)) for t in truth]
+
+    def error(maps: list[np.ndarray]) -> float:
+        """Mean error after each map's best scale and offset (what relative depth cannot know), away from the edges."""
+        errors = []
+        for m, o in zip(maps[5:], own[5:], strict=True):
+            m, o = m[10:-10, 10:-10], o[10:-10, 10:-10]
+            a, b = np.polyfit(m.ravel(), o.ravel(), 1)
+            errors.append(np.abs(a * m + b - o).mean())
+        return float(np.mean(errors))
+
+    plain = smooth_sequence(estimates, frames, strength=0.0, alignment=0.0)
+    compensated = smooth_sequence(estimates, frames, strength=0.9, depth_sigma=0.3, motion_compensation=True)
+    assert error(compensated) < 0.7 * error(plain)
