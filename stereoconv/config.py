@@ -166,14 +166,14 @@ class TemporalConfig(_Section):
                                      range=(51.0, 100.0))  # fmt: skip
     alignment: float = setting(0.9, "how far each frame's scale and offset are aligned to the running estimate "
                                "(0: each frame normalized on its own)", range=(0.0, 0.99))  # fmt: skip
-    strength: float = setting(0.7, "largest weight of the previous estimate in a pixel (0: no smoothing)",
+    strength: float = setting(0.8, "largest weight of the previous estimate in a pixel (0: no smoothing)",
                               range=(0.0, 0.99))  # fmt: skip
     depth_sigma: float = setting(0.1, "depth change at which the previous estimate's weight falls to 61%",
                                  unit="normalized depth", range=(1e-4, 10.0))  # fmt: skip
     color_sigma: float = setting(10.0, "colour change at which the previous estimate's weight falls to 61%",
                                  unit="0-255", range=(0.1, 255.0))  # fmt: skip
-    motion_compensation: bool = setting(False, "follow camera and object motion with optical flow (OpenCV DIS) "
-                                        "before blending; costs a few ms per frame")  # fmt: skip
+    motion_compensation: bool = setting(True, "follow camera and object motion with optical flow (OpenCV DIS) "
+                                        "before blending; costs about 10 ms per frame")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,9 @@ class _MotionWarp:
     """Warps the previous frame's maps to the current frame along DIS optical flow, with an occlusion mask."""
 
     def __init__(self) -> None:
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than
+        # they save (measured in benchmarks/temporal.py); at 320 px wide both flows take about 6 ms per frame.
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
     def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(map_x, map_y, valid)`` such that ``cv2.remap(previous, map_x, map_y)`` lines the previous frame up
