@@ -1,11 +1,13 @@
-"""Scene-cut detection: synthetic cuts exactly, flashes and fades ignored, real clips against their cut lists."""
+"""Scene-cut detection: synthetic cuts exactly, flashes and fades ignored, cuts in fast motion found, real clips
+against their cut lists."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from conftest import shared_video
-from synth import shot_frames
+from synth import shot_frames, texture
 
 from stereoconv.config import ScenesConfig
 from stereoconv.media import decode, probe
@@ -41,6 +43,52 @@ def test_a_flash_inside_a_shot_is_not_a_cut():
     assert detect_cuts(frames) == []
 
 
+def test_flashes_of_two_frames_are_not_cuts_at_either_end():
+    frames = shots(40)
+    frames[10] = frames[11] = np.full_like(frames[10], 255)  # two white frames
+    for i in (25, 26):  # two brightened frames
+        frames[i] = np.clip(frames[i].astype(int) + 120, 0, 255).astype(np.uint8)
+    assert detect_cuts(frames) == []
+
+
+def test_a_flash_right_after_a_cut_does_not_hide_the_cut():
+    frames = shots(12, 20)
+    frames[15] = np.full_like(frames[15], 255)
+    assert detect_cuts(frames) == [12]
+
+
+def fade(frames: list[np.ndarray], start: float, stop: float) -> list[np.ndarray]:
+    """``frames`` scaled in brightness from ``start`` to ``stop`` (linearly, over the frames)."""
+    gains = np.linspace(start, stop, len(frames))
+    return [np.clip(f * g, 0, 255).astype(np.uint8) for f, g in zip(frames, gains, strict=True)]
+
+
+def test_a_fade_through_black_is_not_a_cut():
+    a, b = shots(22), shots(1, 22)[1:]
+    black = [np.zeros_like(a[0])] * 4
+    frames = a[:10] + fade(a[10:22], 0.9, 0.0) + black + fade(b[:12], 0.0, 0.9) + b[12:]
+    assert detect_cuts(frames) == []
+
+
+def panned(n: int, seed: int, step: tuple[int, int] = (8, 2), h: int = 72, w: int = 128) -> list[np.ndarray]:
+    """A fast camera pan: ``n`` hxw windows sliding ``step`` (x, y) px a frame over a smooth random picture."""
+    big = cv2.GaussianBlur(texture(h + n * step[1], w + n * step[0], seed), (0, 0), 1.5)
+    return [big[k * step[1] : k * step[1] + h, k * step[0] : k * step[0] + w] for k in range(n)]
+
+
+def test_a_fast_pan_is_not_a_cut():
+    assert detect_cuts(panned(40, seed=3)) == []
+
+
+def test_a_cut_between_two_fast_pans_is_found():
+    assert detect_cuts(panned(16, seed=1) + panned(16, seed=2, step=(6, 3))) == [16]
+
+
+def test_cuts_right_after_and_right_before_a_fast_pan_are_found():
+    still = shots(14, h=72, w=128)
+    assert detect_cuts(panned(16, seed=1) + still + panned(16, seed=2)) == [16, 30]
+
+
 def test_a_cross_fade_gives_at_most_one_cut():
     a, b = shots(10)[0], shots(1, 10)[-1]
     fade = [((1 - t) * a + t * b).astype(np.uint8) for t in np.linspace(0, 1, 12)]
@@ -67,6 +115,8 @@ def test_disabled_detection_reports_no_cuts():
         ("issue-195-aspect-ratio.mp4", [70, 170, 301, 421, 484]),
         ("fades.mp4", []),
         ("testvideo.mp4", [30, 180]),
+        # A frame counter on three 10-frame blocks of grey, red and green background.
+        ("counter.mp4", [10, 20]),
     ],
 )
 def test_real_clips_match_their_cut_lists(name, truth):
