@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"),
                          help="where the depth model runs (default: auto = cuda, then mps, then cpu)")  # fmt: skip
     convert.add_argument("--format", choices=LAYOUTS, help="stereo layout (default: half-sbs)")
+    convert.add_argument(
+        "--depth-cache",
+        metavar="DIR",
+        help="keep the depth model's output here; a later run of "
+        "the same input and model with other settings reads it instead of running the model",
+    )
     convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _settings_arguments(convert)
 
@@ -123,8 +129,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .pipeline import convert
 
     config = load_config(args.preset, args.config, _overrides(args))
-    result = convert(args.input, args.output, config, progress=not args.quiet)
+    result = convert(args.input, args.output, config, depth_cache=args.depth_cache, progress=not args.quiet)
     if not args.quiet:
+        if result.depth_cache:
+            print(result.depth_cache, file=sys.stderr)
         print(f"wrote {result.output}: {result.frames} frames, {len(result.cuts)} cuts, "
               f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
     return 0

@@ -138,6 +138,7 @@ class DepthConfig(_Section):
                               unit="px", range=(14, 2044))  # fmt: skip
     batch_size: int = setting(4, "frames per model call", unit="frames", range=(1, 256))
     fp16: bool = setting(True, "half-precision autocast on CUDA (ignored elsewhere)")
+    compile: bool = setting(False, "compile the model with torch.compile (slow first batch, faster after; CUDA)")
 
 
 @dataclass(frozen=True)
@@ -221,8 +222,22 @@ class OutputConfig(_Section):
     pix_fmt: str = setting("yuv420p", "output pixel format", choices=("yuv420p", "yuv444p"))
 
 
+@dataclass(frozen=True)
+class RuntimeConfig(_Section):
+    """How the stages run: they overlap in threads joined by bounded queues. None of this changes the output."""
+
+    section: ClassVar[str] = "runtime"
+    render_workers: int = setting(2, "threads rendering the two eyes of different frames at once", unit="threads",
+                                  range=(1, 64))  # fmt: skip
+    queue_frames: int = setting(8, "frames each queue between two stages holds at most (memory stays bounded)",
+                                unit="frames", range=(1, 256))  # fmt: skip
+    renderer: str = setting("auto", "view synthesis: numpy (CPU), torch (on the depth model's device), or auto "
+                            "(torch when the model runs on CUDA)", choices=("auto", "numpy", "torch"))  # fmt: skip
+
+
 SECTIONS: dict[str, type[_Section]] = {
-    c.section: c for c in (MediaConfig, DepthConfig, ScenesConfig, TemporalConfig, StereoConfig, OutputConfig)
+    c.section: c
+    for c in (MediaConfig, DepthConfig, ScenesConfig, TemporalConfig, StereoConfig, OutputConfig, RuntimeConfig)
 }
 
 
@@ -236,6 +251,7 @@ class PipelineConfig:
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     stereo: StereoConfig = field(default_factory=StereoConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PipelineConfig:

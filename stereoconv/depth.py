@@ -10,7 +10,10 @@ are not used (they need torchvision and PIL at run time, and run on the CPU).
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +115,31 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def upsample_depth(raw: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
+    """Raw model output -> depth maps at the frame size.
+
+    ``raw``: (B, h, w) float tensor on any device (float16 is computed in float32), at model resolution, relative
+    inverse depth (larger = nearer). Returns B float32 HxW numpy arrays (``height`` x ``width``), bilinearly resized
+    (half-pixel centres, ``align_corners=False``) on ``raw``'s device. Needs no model: cached raw outputs come back
+    through this same function, so they match fresh ones up to the cache's float16 rounding.
+    """
+    if raw.ndim != 3:
+        raise ValueError(f"expected raw depth of shape (B, h, w), got {tuple(raw.shape)}")
+    if not raw.shape[0]:
+        return []
+    depth = raw.float().unsqueeze(1)
+    if tuple(depth.shape[2:]) != (height, width):
+        depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
+    return list(depth[:, 0].cpu().numpy().astype(np.float32, copy=False))
+
+
 class TransformersDepthEstimator:
     """A transformers ``AutoModelForDepthEstimation`` model run in batches, with fp16 autocast on CUDA.
 
     Frames go to the device as uint8 (pinned host memory, non-blocking copy on CUDA), are preprocessed there, and
     the predicted depth is resized back to the frame size with bilinear interpolation. Output: relative inverse
-    depth, float32 HxW, larger = nearer.
+    depth, float32 HxW, larger = nearer. ``__call__`` is :meth:`predict` (the model's own output, at model
+    resolution) then :meth:`to_frames` (the resize); the depth cache stores the former and replays the latter.
     """
 
     def __init__(
@@ -138,22 +160,36 @@ class TransformersDepthEstimator:
         self.metric = metric
 
     @torch.inference_mode()
-    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """uint8 HxWx3 RGB frames of one size -> raw depth, float32 (B, h, w) on the model's device.
+
+        ``h`` x ``w`` is the model input size (:meth:`Preprocessing.input_shape` of the frame size). Relative inverse
+        depth, larger = nearer: the output of metric models is inverted here.
+        """
         if not len(frames):
-            return []
+            return torch.zeros((0, 0, 0), dtype=torch.float32, device=self.device)
         batch = torch.from_numpy(np.stack(frames))
-        height, width = batch.shape[1:3]
         if self.device.type == "cuda":
             batch = batch.pin_memory()
         x = preprocess(batch.to(self.device, non_blocking=True), self.prep)
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
             predicted = self.model(pixel_values=x).predicted_depth
-        depth = predicted.float().unsqueeze(1)
+        depth = predicted.float()
         if self.metric:  # metric depth (larger = farther) -> inverse depth (larger = nearer)
             depth = 1.0 / depth.clamp_min(1e-3)
-        depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
-        out = depth[:, 0].cpu().numpy().astype(np.float32, copy=False)
-        return list(out)
+        return depth
+
+    @staticmethod
+    def to_frames(raw: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
+        """Raw output of :meth:`predict` -> float32 HxW maps at the frame size (:func:`upsample_depth`)."""
+        return upsample_depth(raw, height, width)
+
+    @torch.inference_mode()
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if not len(frames):
+            return []
+        height, width = frames[0].shape[:2]
+        return self.to_frames(self.predict(frames), height, width)
 
 
 # ---------------------------------------------------------------------------------------------- model loading
@@ -228,3 +264,84 @@ def load_estimator(config: DepthConfig) -> TransformersDepthEstimator:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ------------------------------------------------------------------------------------------ model fingerprint
+
+# Bump when preprocess(), predict() or anything else between the frame and the raw output changes its numbers: it
+# is part of every model fingerprint, so raw outputs cached by older code are never reused.
+RAW_OUTPUT_VERSION = 1
+_HASH_BLOCK = 8 << 20
+
+
+def model_fingerprint(model: str, input_size: int | None = None) -> str:
+    """A hex digest of everything that determines the raw output of ``model`` at ``input_size``, without loading it.
+
+    ``model``: hub id or local directory, as in :func:`load_estimator` (resolved the same way; a hub id that is not
+    cached locally is downloaded, as loading would). It covers: every top-level ``*.json`` of the model (config.json,
+    preprocessor_config.json: architecture, metric or relative output, resize multiple, resample, mean/std), the
+    bytes of the weights (sha256 of the ``*.safetensors`` files, or the ``*.bin`` files when there are none: the ones
+    ``from_pretrained`` reads), ``input_size``, the installed transformers version and :data:`RAW_OUTPUT_VERSION`.
+    The model's name, path and file times are not part of it: a copied or moved model keeps its fingerprint. Weights in
+    the Hugging Face cache are not read: their blob's file name already is the sha256 of their content.
+    Costs one sha256 pass over the weights otherwise (about 0.5 s per GB). Raises ModelError where loading would.
+    """
+    directory = _model_directory(model)
+    if not (directory / "config.json").is_file():
+        raise ModelError(f"cannot load depth model from {model}: no config.json in {directory}")
+    weights = sorted(p for p in directory.iterdir() if p.suffix == ".safetensors" and p.is_file())
+    weights = weights or sorted(p for p in directory.iterdir() if p.suffix == ".bin" and p.is_file())
+    if not weights:
+        raise ModelError(f"cannot load depth model from {model}: no weights (*.safetensors or *.bin) in {directory}")
+    digest = hashlib.sha256()
+    digest.update(f"stereoconv raw depth v{RAW_OUTPUT_VERSION}\n".encode())
+    digest.update(f"transformers {_package_version('transformers')}\ninput_size {input_size}\n".encode())
+    try:
+        for path in sorted(directory.glob("*.json")):
+            digest.update(f"{path.name} {path.stat().st_size}\n".encode())
+            digest.update(path.read_bytes())
+        for path in weights:
+            digest.update(f"{path.name} {path.stat().st_size} {_file_sha256(path)}\n".encode())
+    except OSError as exc:
+        raise ModelError(f"cannot load depth model from {model}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
+def _model_directory(model: str) -> Path:
+    """The local directory holding ``model``'s files (a hub id: its snapshot in the Hugging Face cache)."""
+    source, local_only = resolve_model_source(model)
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    import huggingface_hub
+
+    if not local_only:  # on the hub, not cached yet: fetch what from_pretrained would
+        try:
+            snapshot = Path(huggingface_hub.snapshot_download(source, allow_patterns=["*.json", "*.safetensors"]))
+            if not any(snapshot.glob("*.safetensors")):
+                huggingface_hub.snapshot_download(source, allow_patterns=["*.bin"])
+        except Exception as exc:  # any network or hub failure
+            raise ModelError(_hub_unreachable_message(model)) from exc
+    cached = huggingface_hub.try_to_load_from_cache(source, "config.json")
+    if not isinstance(cached, str):
+        raise ModelError(f"cannot load depth model from {model}: its config.json is not in the Hugging Face cache")
+    return Path(cached).parent
+
+
+def _file_sha256(path: Path) -> str:
+    target = path.resolve()
+    # Hugging Face cache: snapshots/<rev>/<file> links to blobs/<sha256 of the content> for LFS files (weights).
+    if path.is_symlink() and target.parent.name == "blobs" and re.fullmatch(r"[0-9a-f]{64}", target.name):
+        return target.name
+    digest = hashlib.sha256()
+    with open(target, "rb") as fh:
+        while block := fh.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

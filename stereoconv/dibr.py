@@ -28,6 +28,8 @@ A view is made in three steps:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 import torch
@@ -403,3 +405,22 @@ def synthesize_view_torch(image: torch.Tensor, disparity: torch.Tensor, directio
     view, filled = sample_view_torch(image, torch.where(torch.isfinite(disparity), disparity, 0.0), warped, direction)
     view = fill_disocclusions_torch(view, warped, filled)
     return view.round().clamp(0, 255).to(torch.uint8)
+
+
+def torch_synthesizer(device: torch.device | str) -> Callable[[np.ndarray, np.ndarray, int], np.ndarray]:
+    """:func:`synthesize_view`'s signature (numpy in, numpy out) rendered by :func:`synthesize_view_torch` on
+    ``device``: the GPU path of the pipeline, where the upload of the frame and its disparity costs far less than
+    rendering on the CPU."""
+    device = torch.device(device)
+
+    def synthesize(image: np.ndarray, disparity: np.ndarray, direction: int) -> np.ndarray:
+        pinned = device.type == "cuda"
+        frame = torch.from_numpy(np.ascontiguousarray(image))
+        shift = torch.from_numpy(np.ascontiguousarray(disparity, dtype=np.float32))
+        if pinned:
+            frame, shift = frame.pin_memory(), shift.pin_memory()
+        view = synthesize_view_torch(frame.to(device, non_blocking=pinned), shift.to(device, non_blocking=pinned),
+                                     direction)  # fmt: skip
+        return view.cpu().numpy()
+
+    return synthesize

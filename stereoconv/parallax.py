@@ -35,6 +35,7 @@ Convergence (:class:`ConvergenceTracker`) is chosen per frame and smoothed over 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,7 @@ import numpy as np
 from .config import StereoConfig
 from .dibr import synthesize_view
 
+Synthesizer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, disparity, direction) -> view
 _MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels
 
 
@@ -236,10 +238,15 @@ class FloatingWindow:
 
 
 def render_views(
-    image: np.ndarray, disparity: np.ndarray, window: tuple[float, float] = (0.0, 0.0)
+    image: np.ndarray,
+    disparity: np.ndarray,
+    window: tuple[float, float] = (0.0, 0.0),
+    synthesize: Synthesizer = synthesize_view,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Left and right views (new uint8 HxWx3 arrays) of ``image`` (uint8 HxWx3) for per-eye ``disparity`` (float32
     HxW, pixels, larger = nearer), with optional floating-window bands ``window = (left, right)`` in pixels.
+    ``synthesize`` renders one eye (:func:`~stereoconv.dibr.synthesize_view`, or the torch path through
+    :func:`~stereoconv.dibr.torch_synthesizer`).
 
     Why those edges: a point in front of the screen at the left frame edge is shifted right in the left eye and left
     in the right eye, so the right eye loses it off the edge while the left eye shows a strip of it (and, beside it,
@@ -255,7 +262,7 @@ def render_views(
     if not np.any(disparity):  # flat: both eyes see the source (as new arrays, never the input itself)
         left, right = image.copy(), image.copy()
     else:
-        left, right = synthesize_view(image, disparity, +1), synthesize_view(image, disparity, -1)
+        left, right = synthesize(image, disparity, +1), synthesize(image, disparity, -1)
     width = image.shape[1]
     # Halves round up, as the warp rounds its targets.
     band_left, band_right = (min(width, math.floor(b + 0.5)) for b in window)
@@ -264,6 +271,17 @@ def render_views(
     if band_right > 0:
         right[:, width - band_right :] = 0
     return left, right
+
+
+@dataclass(frozen=True)
+class StereoPlan:
+    """What one frame's two views are rendered from: the per-eye ``disparity`` (float32 HxW, pixels, larger =
+    nearer), the ``convergence`` (normalized depth on the screen plane) and the floating-window ``window`` band widths
+    in pixels (left edge of the left eye, right edge of the right eye)."""
+
+    disparity: np.ndarray
+    convergence: float
+    window: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -302,11 +320,20 @@ class StereoRenderer:
         if self.window is not None:
             self.window.reset()
 
-    def __call__(self, image: np.ndarray, depth: np.ndarray, cut: bool = False) -> StereoViews:
-        if depth.ndim != 2 or image.shape[:2] != depth.shape:
-            raise ValueError(f"image {image.shape} and depth {depth.shape} must be HxWx3 and HxW of one size")
+    def plan(self, depth: np.ndarray, cut: bool = False) -> StereoPlan:
+        """The stateful, in-order part of the stage: convergence, disparity and floating window for one frame.
+        Rendering the views from the plan (:func:`render_views`) needs no state, so frames can be rendered in
+        parallel once planned in order."""
+        if depth.ndim != 2:
+            raise ValueError(f"depth must be HxW, got shape {depth.shape}")
         convergence = self.convergence(depth, cut)
         disparity = depth_to_disparity(depth, convergence, self.budget)
         window = self.window(disparity, cut) if self.window is not None else (0.0, 0.0)
-        left, right = render_views(image, disparity, window)
-        return StereoViews(left, right, disparity, convergence, window)
+        return StereoPlan(disparity, convergence, window)
+
+    def __call__(self, image: np.ndarray, depth: np.ndarray, cut: bool = False) -> StereoViews:
+        if image.shape[:2] != depth.shape:
+            raise ValueError(f"image {image.shape} and depth {depth.shape} must be HxWx3 and HxW of one size")
+        plan = self.plan(depth, cut)
+        left, right = render_views(image, plan.disparity, plan.window)
+        return StereoViews(left, right, plan.disparity, plan.convergence, plan.window)

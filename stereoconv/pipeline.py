@@ -1,7 +1,9 @@
 """The conversion pipeline: decode -> scene cuts -> depth -> temporal smoothing -> stereo views -> packing -> encode.
 
-Each stage is a generator over the frame stream, so the wiring below reads like the pipeline. Decoding runs in its own
-thread behind a bounded queue; its exceptions surface here, and the thread is always joined.
+Each stage is a generator over the frame stream, so the wiring below reads like the pipeline. The stages overlap:
+decoding, cuts + depth, and smoothing + rendering each run in their own thread (rendering spread over a few worker
+threads), and encoding in the caller's, joined by bounded queues so memory does not grow with the video. An exception
+in any stage stops the others and surfaces in the caller; every thread is always joined, on Ctrl-C too.
 """
 
 from __future__ import annotations
@@ -12,19 +14,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
+from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig
-from .depth import DepthEstimator
-from .errors import StereoconvError
+from .depth import DepthEstimator, load_estimator
+from .dibr import synthesize_view, torch_synthesizer
+from .errors import StereoconvError, UsageError
 from .media import Frame, VideoInfo, VideoWriter, atomic_output, check_output_path, decode, probe
 from .packing import pack, packed_size
-from .parallax import StereoRenderer
+from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
 from .scenes import CutDetector, make_detector
 from .temporal import TemporalSmoother
 
@@ -40,6 +46,7 @@ class ConvertResult:
     frames: int
     cuts: list[int]
     seconds: float
+    depth_cache: str | None = None  # what the depth cache did, e.g. "depth cache: 22 of 22 frames read, 0 computed"
 
     @property
     def fps(self) -> float:
@@ -93,8 +100,9 @@ def threaded(items: Iterable[T], maxsize: int = 8, name: str = "stereoconv-decod
                 close()
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
     try:
+        # Started inside the try: an exception arriving just after the start (a signal) must still stop and join it.
+        thread.start()
         while True:
             kind, value = q.get()
             if kind == "item":
@@ -105,7 +113,8 @@ def threaded(items: Iterable[T], maxsize: int = 8, name: str = "stereoconv-decod
                 return
     finally:
         stop.set()
-        thread.join()
+        if thread.ident is not None:  # it did start
+            thread.join()
 
 
 def with_cuts(frames: Iterable[Frame], detector: CutDetector) -> Iterator[tuple[Frame, bool]]:
@@ -131,7 +140,11 @@ def with_depth(
     batch: list[tuple[Frame, bool]] = []
 
     def run() -> Iterator[tuple[Frame, bool, np.ndarray]]:
-        depths = estimator([frame.rgb for frame, _ in batch])
+        rgbs = [frame.rgb for frame, _ in batch]
+        if isinstance(estimator, CachedEstimator):  # a cache looks frames up by their source timestamp
+            depths = estimator(rgbs, keys=[frame.pts for frame, _ in batch])
+        else:
+            depths = estimator(rgbs)
         if len(depths) != len(batch):
             raise StereoconvError(f"depth estimator returned {len(depths)} maps for {len(batch)} frames")
         for (frame, is_cut), depth in zip(batch, depths, strict=False):
@@ -150,24 +163,96 @@ def with_depth(
 class StereoFrame:
     """One frame through every stage before encoding.
 
-    ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``packed``: uint8 frame in the
-    output layout. ``is_cut``: the frame starts a new shot.
+    ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``plan``: the disparity,
+    convergence and floating window the views were rendered from. ``packed``: uint8 frame in the output layout.
+    ``is_cut``: the frame starts a new shot.
     """
 
     frame: Frame
     is_cut: bool
     depth: np.ndarray
+    plan: StereoPlan
     packed: np.ndarray
 
 
-def stereo_frames(frames: Iterable[Frame], estimator: DepthEstimator, config: PipelineConfig) -> Iterator[StereoFrame]:
-    """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order."""
+def _closing(items: Iterable[object]) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
+def plan_stage(
+    items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig
+) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
+    """Temporal smoothing and the stereo plan (convergence, disparity, window): the stateful steps, in frame order."""
     smoother = TemporalSmoother(config.temporal)
     renderer = StereoRenderer(config.stereo)
-    for frame, is_cut, raw_depth in with_depth(with_cuts(frames, make_detector(config.scenes)), estimator):
-        depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-        views = renderer(frame.rgb, depth, cut=is_cut)
-        yield StereoFrame(frame, is_cut, depth, pack(views.left, views.right, config.output.format))
+    try:
+        for frame, is_cut, raw_depth in items:
+            depth = smoother(raw_depth, frame.rgb, cut=is_cut)
+            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut)
+    finally:
+        _closing(items)
+
+
+def render_stage(
+    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan]],
+    layout: str,
+    synthesize: Synthesizer = synthesize_view,
+    workers: int = 1,
+) -> Iterator[StereoFrame]:
+    """Both eyes and the packed frame for each planned frame. Rendering needs no state, so ``workers`` threads render
+    different frames at once; results come out in frame order, whatever finishes first."""
+
+    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan]) -> StereoFrame:
+        frame, is_cut, depth, plan = item
+        left, right = render_views(frame.rgb, plan.disparity, plan.window, synthesize)
+        return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout))
+
+    if workers <= 1:
+        try:
+            yield from map(render, items)
+        finally:
+            _closing(items)
+        return
+    pending: deque[Future[StereoFrame]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="stereoconv-render") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(render, item))
+                if len(pending) > workers:  # keep the workers busy, hold no more than that many frames
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            _closing(items)
+
+
+def _synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
+    """numpy view synthesis, or the torch path on the model's device (``runtime.renderer``; auto: torch on CUDA)."""
+    choice = config.runtime.renderer
+    device = getattr(estimator, "device", None)
+    on_cuda = isinstance(device, torch.device) and device.type == "cuda"
+    if choice == "numpy" or (choice == "auto" and not on_cuda):
+        return synthesize_view
+    return torch_synthesizer(device if isinstance(device, torch.device) else "cpu")
+
+
+def stereo_frames(frames: Iterable[Frame], estimator: DepthEstimator, config: PipelineConfig) -> Iterator[StereoFrame]:
+    """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order.
+
+    The stages overlap: cuts and depth run in one thread, smoothing and planning then rendering and packing in
+    another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
+    ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
+    """
+    runtime = config.runtime
+    depth = threaded(with_depth(with_cuts(frames, make_detector(config.scenes)), estimator), runtime.queue_frames,
+                     name="stereoconv-depth")  # fmt: skip
+    planned = plan_stage(depth, config)
+    rendered = render_stage(planned, config.output.format, _synthesizer(config, estimator), runtime.render_workers)
+    return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
 
 
 # --------------------------------------------------------------------------------------------------- commands
@@ -190,16 +275,19 @@ def convert(
     config: PipelineConfig | None = None,
     *,
     estimator: DepthEstimator | None = None,
+    depth_cache: str | Path | None = None,
     progress: bool = False,
-    on_frame: Callable[[int], None] | None = None,
+    on_frame: Callable[[StereoFrame], None] | None = None,
 ) -> ConvertResult:
     """Convert ``input`` to a stereo 3D video at ``output``.
 
     ``output``: a file name, or an existing directory to write ``<input stem>_<layout suffix><ext>`` into (see
     :func:`~stereoconv.media.output_name`); ``ConvertResult.output`` is the file written. ``config``: all settings
     (default: the built-in defaults). ``estimator``: a depth estimator to use instead of loading
-    ``config.depth.model``. ``progress``: show a progress bar on stderr. ``on_frame``: called with each frame's index
-    once it is encoded (progress hooks; an exception raised there aborts). The output file appears only when the
+    ``config.depth.model``. ``depth_cache``: a directory keeping the model's raw output per frame, keyed by the
+    input and the model: a later run with other settings reads it instead of running (or even loading) the model.
+    ``progress``: show a progress bar on stderr. ``on_frame``: called with each :class:`StereoFrame` once it is
+    encoded (reports, progress hooks; an exception raised there aborts). The output file appears only when the
     conversion succeeded; on any failure or interruption nothing is left at the output path.
     Raises :class:`~stereoconv.errors.StereoconvError` subclasses for user-facing problems.
     """
@@ -207,10 +295,13 @@ def convert(
     started = time.perf_counter()
     info = probe(input)
     out_path = check_output_path(output, input, config.output.format)
-    if estimator is None:
-        from .depth import load_estimator
-
+    cache: CachedEstimator | None = None
+    if estimator is None and depth_cache is not None:
+        estimator = cache = cached_estimator(depth_cache, input, config.depth)  # loads the model only on a miss
+    elif estimator is None:
         estimator = load_estimator(config.depth)
+    elif depth_cache is not None:
+        raise UsageError("a depth cache needs the configured model: it cannot key the output of a given estimator")
 
     media = config.media
     cuts: list[int] = []
@@ -219,20 +310,26 @@ def convert(
     size = packed_size(info.width, info.height, config.output.format)
     total = _expected_frames(info, media.start, media.end)
     with (
+        # Exits last, after every stage thread is joined: writes the cache's last, partial chunk.
+        contextlib.nullcontext() if cache is None else cache,
         contextlib.closing(frames),
         atomic_output(out_path) as tmp,
         _progress(total, progress, "converting") as bar,
         VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end) as writer,
+        # Closed first (a with-statement exits in reverse): the stage threads stop and are joined before the
+        # decoder they read from is closed.
+        contextlib.closing(stereo_frames(frames, estimator, config)) as items,
     ):
-        for item in stereo_frames(frames, estimator, config):
+        for item in items:
             if item.is_cut:
                 cuts.append(item.frame.index)
             writer.write(item.packed, item.frame.pts)
             count += 1
             bar.update()
             if on_frame is not None:
-                on_frame(item.frame.index)
-    return ConvertResult(output=out_path, frames=count, cuts=cuts, seconds=time.perf_counter() - started)
+                on_frame(item)
+    summary = cache.stats.summary() if cache is not None else None
+    return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary)
 
 
 def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, progress: bool = False) -> SceneList:

@@ -220,7 +220,8 @@ def test_interrupted_convert_exits_130_without_output(two_shot_clip, tmp_path, t
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline.StereoRenderer, "__call__", interrupted)
+    # Ctrl-C arrives in the main thread, which encodes while the other stages run in theirs.
+    monkeypatch.setattr(pipeline.VideoWriter, "write", interrupted)
     out = tmp_path / "out.mp4"
     code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model), *TINY)
     assert code == 130

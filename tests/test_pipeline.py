@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from synth import OracleEstimator, make_clip, shot_frames
 
-from stereoconv import PipelineConfig, convert
+from stereoconv import PipelineConfig, UsageError, convert
 from stereoconv.media import Frame
 from stereoconv.pipeline import stereo_frames, threaded
 from stereoconv.temporal import depth_percentiles, normalize
@@ -147,8 +147,8 @@ def test_failing_stage_surfaces_its_error_and_leaves_no_file(two_shot_clip, tmp_
 
 
 def test_interrupt_leaves_no_file_and_no_threads(two_shot_clip, tmp_path):
-    def interrupt(index: int) -> None:
-        if index == 5:
+    def interrupt(item) -> None:
+        if item.frame.index == 5:
             raise KeyboardInterrupt
 
     out = tmp_path / "out.mp4"
@@ -205,3 +205,42 @@ def test_end_to_end_with_a_real_depth_anything_model(two_shot_clip, tiny_model, 
     assert (stream.width, stream.height) == (96, 64)
     assert times == pytest.approx(two_shot_clip.times, abs=1e-3)
     assert audio
+
+
+def test_depth_cache_serves_a_second_run_with_other_settings(two_shot_clip, tiny_model, tmp_path):
+    cfg = config(**{"depth.model": str(tiny_model), "depth.input_size": 56})
+    cache = tmp_path / "cache"
+    first = convert(two_shot_clip.path, tmp_path / "a.mkv", cfg, depth_cache=cache)
+    n = len(two_shot_clip.frames)
+    assert first.depth_cache == f"depth cache: 0 of {n} frames read, {n} computed"
+    retuned = cfg.replace({"stereo.max_positive_parallax": 2.5, "temporal.strength": 0.5, "output.format": "half-tb"})
+    second = convert(two_shot_clip.path, tmp_path / "b.mkv", retuned, depth_cache=cache)
+    assert second.depth_cache == f"depth cache: {n} of {n} frames read, 0 computed"
+    assert second.frames == n and second.cuts == first.cuts
+    with pytest.raises(UsageError, match="depth cache needs the configured model"):
+        convert(two_shot_clip.path, tmp_path / "c.mkv", cfg, estimator=OracleEstimator([]), depth_cache=cache)
+
+
+def test_output_is_identical_with_one_and_several_render_workers():
+    shot_a, depth_a = shot_frames(9, 64, 96, seed=3)
+    shot_b, depth_b = shot_frames(8, 64, 96, seed=44)
+    frames, depths = shot_a + shot_b, depth_a + depth_b
+    runs = []
+    for workers, queue in ((1, 1), (3, 2), (4, 16)):
+        cfg = config(**{"runtime.render_workers": workers, "runtime.queue_frames": queue, "depth.batch_size": 1})
+        runs.append(list(stereo_frames(frames_of(frames), OracleEstimator(depths, batch_size=2), cfg)))
+    for run in runs[1:]:
+        assert [s.frame.index for s in run] == list(range(len(frames)))
+        for a, b in zip(runs[0], run, strict=True):
+            np.testing.assert_array_equal(a.packed, b.packed)
+            assert a.is_cut == b.is_cut
+
+
+def test_the_torch_renderer_matches_the_numpy_one_in_the_pipeline():
+    frames, depths = shot_frames(6, 64, 96, seed=8)
+    outputs = {}
+    for renderer in ("numpy", "torch"):
+        cfg = config(**{"runtime.renderer": renderer})
+        outputs[renderer] = [s.packed for s in stereo_frames(frames_of(frames), OracleEstimator(depths), cfg)]
+    for a, b in zip(outputs["numpy"], outputs["torch"], strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # the stated numpy/torch tolerance (OpenCV 5)
