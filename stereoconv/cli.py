@@ -18,7 +18,9 @@ from . import __version__
 from .config import (
     DEFAULT_MODEL,
     DEFAULT_PRESET,
+    DEFAULT_WARMUP,
     LAYOUTS,
+    PREVIEW_LAYOUTS,
     load_config,
     parse_time,
     parse_value,
@@ -83,8 +85,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the depth model's output here; a later run of "
         "the same input and model with other settings reads it instead of running the model",
     )
+    convert.add_argument(
+        "--report",
+        metavar="FILE",
+        help="per-shot report: parallax percentiles (px and %% of width), "
+        "flicker, window violations, holes; FILE.json, or FILE.html with plots (needs "
+        "'stereoconv[report]')",
+    )
     convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     _settings_arguments(convert)
+
+    preview = commands.add_parser(
+        "preview", help="render one frame as a PNG, through the same stages as convert",
+        description="Render the frame of INPUT at TIME through every stage of convert, the temporal state warmed up "
+        "on the frames of its shot before it (up to --warmup seconds), and write it as a PNG.",
+    )  # fmt: skip
+    preview.add_argument("input", metavar="INPUT", help="video file")
+    preview.add_argument("--at", metavar="TIME", required=True, help="the frame's time: seconds or HH:MM:SS.mmm")
+    preview.add_argument("--out", metavar="FILE.png", required=True, help="PNG file to write")
+    preview.add_argument("--layout", choices=PREVIEW_LAYOUTS, default="sbs",
+                         help="sbs: both eyes side by side; anaglyph; depth: the smoothed depth map; grid: source, "
+                         "depth, anaglyph and half-SBS (default: sbs)")  # fmt: skip
+    preview.add_argument("--warmup", metavar="SECONDS", type=float, default=DEFAULT_WARMUP,
+                         help=f"seconds of the shot before TIME run to warm the temporal state up "
+                         f"(default: {DEFAULT_WARMUP:g})")  # fmt: skip
+    preview.add_argument("--model", metavar="ID|DIR", help="depth model (see convert)")
+    preview.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where the depth model runs")
+    preview.add_argument("--depth-cache", metavar="DIR", help="convert's depth cache: frames in it skip the model")
+    _settings_arguments(preview)
 
     scenes = commands.add_parser("scenes", help="list scene cuts", description="Detect scene cuts in INPUT with "
                                  "the detector convert uses. Cuts are 0-based decode-order indices of the first "
@@ -129,7 +157,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .pipeline import convert
 
     config = load_config(args.preset, args.config, _overrides(args))
-    result = convert(args.input, args.output, config, depth_cache=args.depth_cache, progress=not args.quiet)
+    result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
+                     progress=not args.quiet)  # fmt: skip
     if not args.quiet:
         if result.depth_cache:
             print(result.depth_cache, file=sys.stderr)
@@ -166,7 +195,17 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"convert": _cmd_convert, "scenes": _cmd_scenes, "presets": _cmd_presets}
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from .preview import preview
+
+    config = load_config(args.preset, args.config, _overrides(args))
+    written = preview(args.input, parse_time(args.at, "--at"), args.out, config, layout=args.layout,
+                      warmup_seconds=args.warmup, depth_cache=args.depth_cache)  # fmt: skip
+    print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"convert": _cmd_convert, "preview": _cmd_preview, "scenes": _cmd_scenes, "presets": _cmd_presets}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

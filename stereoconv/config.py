@@ -26,6 +26,8 @@ else:  # pragma: no cover
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEFAULT_PRESET = "film"
+PREVIEW_LAYOUTS = ("sbs", "anaglyph", "depth", "grid")  # what `stereoconv preview` draws; see stereoconv.preview
+DEFAULT_WARMUP = 4.0  # seconds of the shot a preview runs before its frame; see stereoconv.preview
 LAYOUTS = ("half-sbs", "full-sbs", "half-tb", "full-tb", "anaglyph")
 X264_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -289,15 +289,21 @@ def _format_name(path: Path) -> str:
 def atomic_output(output: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``output``; rename it to ``output`` only if the block succeeds.
 
-    On any exception, KeyboardInterrupt included, the temporary file is removed and ``output`` is untouched.
+    On any exception, KeyboardInterrupt included, the temporary file is removed and ``output`` is untouched. The
+    temporary file is created (empty) with mode 0666 less the umask, the permissions any new file gets: not 0600 as
+    with ``mkstemp``, so a farm's other users can read the result. Its name keeps ``output``'s extension, so writers
+    that choose the format by extension (FFmpeg, OpenCV) still can.
     """
     directory = output.parent if str(output.parent) else Path(".")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=f".partial{output.suffix}", dir=directory)
-    except OSError as exc:
-        raise UsageError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
+    while True:
+        tmp = directory / f".{output.stem}.{secrets.token_hex(4)}.partial{output.suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise UsageError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from exc
     try:
         yield tmp
         os.replace(tmp, output)

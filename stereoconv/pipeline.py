@@ -31,6 +31,7 @@ from .errors import StereoconvError, UsageError
 from .media import Frame, VideoInfo, VideoWriter, atomic_output, check_output_path, decode, probe
 from .packing import pack, packed_size
 from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
+from .report import ShotReport, check_report_path
 from .scenes import CutDetector, make_detector
 from .temporal import TemporalSmoother
 
@@ -164,7 +165,8 @@ class StereoFrame:
     """One frame through every stage before encoding.
 
     ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``plan``: the disparity,
-    convergence and floating window the views were rendered from. ``packed``: uint8 frame in the output layout.
+    convergence and floating window the views were rendered from. ``packed``: uint8 frame in the output layout
+    (None for a frame :func:`stereo_frames` was told not to render).
     ``is_cut``: the frame starts a new shot.
     """
 
@@ -172,7 +174,7 @@ class StereoFrame:
     is_cut: bool
     depth: np.ndarray
     plan: StereoPlan
-    packed: np.ndarray
+    packed: np.ndarray | None
 
 
 def _closing(items: Iterable[object]) -> None:
@@ -200,12 +202,16 @@ def render_stage(
     layout: str,
     synthesize: Synthesizer = synthesize_view,
     workers: int = 1,
+    wanted: Callable[[Frame], bool] | None = None,
 ) -> Iterator[StereoFrame]:
-    """Both eyes and the packed frame for each planned frame. Rendering needs no state, so ``workers`` threads render
-    different frames at once; results come out in frame order, whatever finishes first."""
+    """Both eyes and the packed frame for each planned frame (only for frames ``wanted`` accepts, if given; the
+    others come through with ``packed=None``). Rendering needs no state, so ``workers`` threads render different
+    frames at once; results come out in frame order, whatever finishes first."""
 
     def render(item: tuple[Frame, bool, np.ndarray, StereoPlan]) -> StereoFrame:
         frame, is_cut, depth, plan = item
+        if wanted is not None and not wanted(frame):
+            return StereoFrame(frame, is_cut, depth, plan, None)
         left, right = render_views(frame.rgb, plan.disparity, plan.window, synthesize)
         return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout))
 
@@ -240,8 +246,17 @@ def _synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesiz
     return torch_synthesizer(device if isinstance(device, torch.device) else "cpu")
 
 
-def stereo_frames(frames: Iterable[Frame], estimator: DepthEstimator, config: PipelineConfig) -> Iterator[StereoFrame]:
+def stereo_frames(
+    frames: Iterable[Frame],
+    estimator: DepthEstimator,
+    config: PipelineConfig,
+    *,
+    render: Callable[[Frame], bool] | None = None,
+) -> Iterator[StereoFrame]:
     """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order.
+
+    ``render``: if given, only frames it accepts are rendered and packed; the others still go through every stateful
+    stage (a preview's warm-up) and come out with ``packed=None``.
 
     The stages overlap: cuts and depth run in one thread, smoothing and planning then rendering and packing in
     another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
@@ -251,7 +266,8 @@ def stereo_frames(frames: Iterable[Frame], estimator: DepthEstimator, config: Pi
     depth = threaded(with_depth(with_cuts(frames, make_detector(config.scenes)), estimator), runtime.queue_frames,
                      name="stereoconv-depth")  # fmt: skip
     planned = plan_stage(depth, config)
-    rendered = render_stage(planned, config.output.format, _synthesizer(config, estimator), runtime.render_workers)
+    rendered = render_stage(planned, config.output.format, _synthesizer(config, estimator), runtime.render_workers,
+                            render)  # fmt: skip
     return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
 
 
@@ -269,6 +285,25 @@ def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
     return tqdm(total=total, unit="frame", desc=desc, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
 
 
+def open_estimator(
+    input: str | Path,
+    config: PipelineConfig,
+    estimator: DepthEstimator | None = None,
+    depth_cache: str | Path | None = None,
+) -> tuple[DepthEstimator, CachedEstimator | None]:
+    """The depth estimator a run uses, and the cache if it is one: the given ``estimator``, else the configured model
+    behind ``depth_cache`` (loaded only on a cache miss), else the configured model. The cache must be closed after
+    the run (it is a context manager) to store its last frames."""
+    if estimator is None and depth_cache is not None:
+        cache = cached_estimator(depth_cache, input, config.depth)
+        return cache, cache
+    if estimator is None:
+        return load_estimator(config.depth), None
+    if depth_cache is not None:
+        raise UsageError("a depth cache needs the configured model: it cannot key the output of a given estimator")
+    return estimator, None
+
+
 def convert(
     input: str | Path,
     output: str | Path,
@@ -276,6 +311,7 @@ def convert(
     *,
     estimator: DepthEstimator | None = None,
     depth_cache: str | Path | None = None,
+    report: str | Path | None = None,
     progress: bool = False,
     on_frame: Callable[[StereoFrame], None] | None = None,
 ) -> ConvertResult:
@@ -286,6 +322,8 @@ def convert(
     (default: the built-in defaults). ``estimator``: a depth estimator to use instead of loading
     ``config.depth.model``. ``depth_cache``: a directory keeping the model's raw output per frame, keyed by the
     input and the model: a later run with other settings reads it instead of running (or even loading) the model.
+    ``report``: write a per-shot report (parallax percentiles, flicker, window violations, holes; see
+    :mod:`stereoconv.report`) here, as JSON or, for a .html name, a page with plots; only if the conversion succeeds.
     ``progress``: show a progress bar on stderr. ``on_frame``: called with each :class:`StereoFrame` once it is
     encoded (reports, progress hooks; an exception raised there aborts). The output file appears only when the
     conversion succeeded; on any failure or interruption nothing is left at the output path.
@@ -295,13 +333,9 @@ def convert(
     started = time.perf_counter()
     info = probe(input)
     out_path = check_output_path(output, input, config.output.format)
-    cache: CachedEstimator | None = None
-    if estimator is None and depth_cache is not None:
-        estimator = cache = cached_estimator(depth_cache, input, config.depth)  # loads the model only on a miss
-    elif estimator is None:
-        estimator = load_estimator(config.depth)
-    elif depth_cache is not None:
-        raise UsageError("a depth cache needs the configured model: it cannot key the output of a given estimator")
+    report_path = check_report_path(report) if report is not None else None  # before any work, like the output
+    shots = ShotReport.for_video(info, config) if report_path is not None else None
+    estimator, cache = open_estimator(input, config, estimator, depth_cache)
 
     media = config.media
     cuts: list[int] = []
@@ -326,8 +360,12 @@ def convert(
             writer.write(item.packed, item.frame.pts)
             count += 1
             bar.update()
+            if shots is not None:
+                shots.add_frame(item)
             if on_frame is not None:
                 on_frame(item)
+    if shots is not None and report_path is not None:
+        shots.write(report_path)
     summary = cache.stats.summary() if cache is not None else None
     return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary)
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from synth import make_clip, write_video
@@ -256,3 +257,25 @@ def test_sigterm_leaves_no_file_and_exits_143(tmp_path, tiny_model):
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "stereoconv: terminated; no output was written"
     assert list(out_dir.iterdir()) == []
+
+
+def test_preview_and_report_from_the_command_line(two_shot_clip, tiny_model, tmp_path, capsys):
+    png = tmp_path / "frame.png"
+    code, _, err = run_cli(capsys, "preview", str(two_shot_clip.path), "--at", "0.6", "--out", str(png),
+                           "--layout", "grid", "--model", str(tiny_model), "--set", "depth.input_size=56")  # fmt: skip
+    assert code == 0, err
+    image = cv2.imread(str(png))
+    assert image is not None and image.shape[0] == 2 * 64  # 2x2 grid of 96x64 tiles
+
+    report = tmp_path / "report.json"
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "out.mp4"), "--report",
+                           str(report), "--model", str(tiny_model), *TINY)  # fmt: skip
+    assert code == 0, err
+    shots = json.loads(report.read_text())["shots"]
+    assert [s["first_frame"] for s in shots] == [0, *two_shot_clip.cuts]
+
+    code, _, err = run_cli(capsys, "preview", str(two_shot_clip.path), "--at", "9", "--out", str(tmp_path / "x.png"),
+                           "--model", str(tiny_model))  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "beyond the end")
+    assert not (tmp_path / "x.png").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import av
@@ -117,3 +118,14 @@ def test_atomic_output_only_renames_on_success(tmp_path):
     with atomic_output(target) as tmp:
         tmp.write_bytes(b"done")
     assert target.read_bytes() == b"done" and [p.name for p in tmp_path.iterdir()] == ["final.mp4"]
+
+
+def test_outputs_get_the_permissions_of_any_new_file(tmp_path):
+    # mkstemp would make them 0600: unreadable to a render farm's other users.
+    old = os.umask(0o022)
+    try:
+        with atomic_output(tmp_path / "out.mp4") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.mp4").stat().st_mode & 0o777 == 0o644
