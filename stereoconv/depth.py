@@ -256,9 +256,13 @@ def load_estimator(config: DepthConfig) -> TransformersDepthEstimator:
     metric = getattr(model_config, "depth_estimation_type", None) == "metric" or model_config.model_type in (
         "glpn", "zoedepth",
     )  # fmt: skip
-    return TransformersDepthEstimator(
+    estimator = TransformersDepthEstimator(
         model, prep, device=device, batch_size=config.batch_size, fp16=config.fp16, metric=metric
     )
+    if config.compile:
+        # Compiled lazily, on the first batch; a new input shape (another frame size) compiles again.
+        estimator.model = torch.compile(estimator.model)
+    return estimator
 
 
 def _first_line(exc: BaseException) -> str:

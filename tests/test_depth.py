@@ -102,3 +102,17 @@ def test_cuda_fp16_matches_cpu(tiny_model):
     gpu = load_estimator(DepthConfig(model=str(tiny_model), input_size=56, device="cuda", fp16=True))(frames)
     for a, b in zip(cpu, gpu, strict=True):
         np.testing.assert_allclose(a, b, rtol=0.05, atol=0.05 * np.abs(a).max())
+
+
+def test_compile_setting_compiles_the_model(tiny_model, monkeypatch):
+    compiled = []
+
+    def fake_compile(model):
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    load_estimator(DepthConfig(model=str(tiny_model), input_size=28, device="cpu"))
+    assert compiled == []
+    estimator = load_estimator(DepthConfig(model=str(tiny_model), input_size=28, device="cpu", compile=True))
+    assert compiled == [estimator.model]
