@@ -236,7 +236,7 @@ def render_stage(
             _closing(items)
 
 
-def _synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
+def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
     """numpy view synthesis, or the torch path on the model's device (``runtime.renderer``; auto: torch on CUDA)."""
     choice = config.runtime.renderer
     device = getattr(estimator, "device", None)
@@ -266,8 +266,8 @@ def stereo_frames(
     depth = threaded(with_depth(with_cuts(frames, make_detector(config.scenes)), estimator), runtime.queue_frames,
                      name="stereoconv-depth")  # fmt: skip
     planned = plan_stage(depth, config)
-    rendered = render_stage(planned, config.output.format, _synthesizer(config, estimator), runtime.render_workers,
-                            render)  # fmt: skip
+    synthesize = choose_synthesizer(config, estimator)
+    rendered = render_stage(planned, config.output.format, synthesize, runtime.render_workers, render)
     return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
 
 
