@@ -271,12 +271,24 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None, 
         av.format.ContainerFormat(_format_name(out), "w")
     except (ValueError, av.error.FFmpegError) as exc:
         raise UsageError(f"unknown output container {out.suffix!r}: use .mp4, .mkv or .mov") from exc
-    parent = out.parent if str(out.parent) else Path(".")
+    return check_writable_file(out)
+
+
+def check_writable_file(path: str | Path, what: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` as a Path if a file can be written there: not a directory, ending in one of ``suffixes`` (any, if
+    none), in an existing, writable directory. Else UsageError, naming ``what`` the file is: checked before any
+    work, so a long run cannot fail at its very end."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise UsageError(f"{what} {path}: the file name must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory, not a file name")
+    parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise UsageError(f"output directory does not exist: {parent}")
+        raise UsageError(f"{what} directory does not exist: {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory is not writable: {parent}")
-    return out
+        raise UsageError(f"{what} directory is not writable: {parent}")
+    return path
 
 
 def _format_name(path: Path) -> str:

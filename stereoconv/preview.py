@@ -50,7 +50,7 @@ import numpy as np
 from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig
 from .depth import DepthEstimator
 from .errors import MediaError, StereoconvError, UsageError
-from .media import Frame, VideoInfo, atomic_output, decode, probe
+from .media import Frame, VideoInfo, atomic_output, check_writable_file, decode, probe
 from .packing import pack
 from .pipeline import StereoFrame, open_estimator, stereo_frames, threaded, with_cuts
 from .scenes import make_detector
@@ -256,17 +256,7 @@ def preview(
 
 def check_png_path(output: str | os.PathLike[str]) -> Path:
     """Validate a preview output before any work: a ``.png`` file name in an existing writable directory."""
-    out = Path(output)
-    if out.suffix.lower() != ".png":
-        raise UsageError(f"preview output {out}: the file name must end in .png")
-    if out.is_dir():
-        raise UsageError(f"preview output {out} is a directory, not a file name")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"output directory does not exist: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"output directory is not writable: {parent}")
-    return out
+    return check_writable_file(output, "preview output", (".png",))
 
 
 def write_png(output: Path, rgb: np.ndarray) -> Path:

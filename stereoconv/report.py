@@ -56,7 +56,7 @@ import numpy as np
 
 from .dibr import warp_disparity
 from .errors import UsageError
-from .media import atomic_output
+from .media import atomic_output, check_writable_file
 from .parallax import ParallaxBudget, window_violations
 
 if TYPE_CHECKING:
@@ -422,16 +422,7 @@ def require_matplotlib() -> None:
 def check_report_path(path: str | os.PathLike[str]) -> Path:
     """Validate a report path before any work: ``.json`` or ``.html``/``.htm``, in an existing writable directory,
     and matplotlib installed for HTML. Returns it as a Path; raises :class:`~stereoconv.errors.UsageError`."""
-    path = Path(path)
-    if path.suffix.lower() not in REPORT_SUFFIXES:
-        raise UsageError(f"report {path}: the file name must end in .json or .html")
-    if path.is_dir():
-        raise UsageError(f"report {path} is a directory, not a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"report directory does not exist: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"report directory is not writable: {parent}")
+    path = check_writable_file(path, "report", REPORT_SUFFIXES)
     if path.suffix.lower() != ".json":
         require_matplotlib()
     return path
