@@ -44,20 +44,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path (tests do): _common sits next to it
+    sys.path.append(str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
+from _common import SHARED_DATA, add_json_option, failer, machine_facts, source_line, source_state, table, write_json
 
 import stereoconv.scenes
 from stereoconv.config import ScenesConfig, load_config
@@ -65,9 +64,7 @@ from stereoconv.errors import StereoconvError
 from stereoconv.media import decode, probe
 from stereoconv.scenes import detect_cuts
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "pyscenedetect"
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "scenes.json"
+DEFAULT_DATA = SHARED_DATA / "videos" / "pyscenedetect"
 
 TOLERANCE = 1  # frames: a detection this close to a true cut, flash or gradual transition belongs to it
 TARGET_F1 = 0.97
@@ -143,17 +140,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the pyscenedetect clips")
     parser.add_argument("--width", type=int, default=320, help="decoded frames are downscaled to this width [px]")
     parser.add_argument("--preset", default=None, help="stereoconv preset the settings come from (default: film)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
+    add_json_option(parser, "scenes")
     args = parser.parse_args(argv)
     if args.width < REEL_SIZE[0]:
         parser.error(f"--width must be at least {REEL_SIZE[0]} (the reels' width)")
     return args
 
 
-def fail(message: str) -> NoReturn:
-    """Exit with one line on stderr and status 2."""
-    print(f"scenes: {message}", file=sys.stderr)
-    sys.exit(2)
+fail = failer("scenes")
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -513,47 +507,14 @@ def total(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------ measure
 
 
-def git_state() -> dict[str, Any]:
-    """Commit and scenes.py content hash: the detector may differ from the commit's."""
-    scenes = Path(stereoconv.scenes.__file__)
-    state: dict[str, Any] = {
-        "scenes_py": str(scenes),
-        "scenes_sha256": hashlib.sha256(scenes.read_bytes()).hexdigest()[:16],
-    }
-    try:
-        run = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", str(scenes)], capture_output=True, text=True
-        )
-        state["commit"] = run.stdout.strip() or None
-        state["scenes_modified"] = bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
-    except OSError:
-        state["commit"] = state["scenes_modified"] = None
-    return state
-
-
-def machine_facts() -> dict[str, Any]:
-    import scenedetect
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": cpus,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "scenedetect": scenedetect.__version__,
-    }
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     try:
         config = load_config(args.preset).scenes
     except StereoconvError as exc:
         fail(str(exc))
     detectors = make_detectors(config)
+    import scenedetect  # make_detectors has checked that it is installed
+
     started = time.perf_counter()
     clips = decode_clips(args.data, args.width)
     decode_seconds = time.perf_counter() - started
@@ -584,8 +545,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         chosen = [e for e in results.values() if group == "overall" or e["group"] == group]
         summary[group] = {name: total([e["detectors"][name] for e in chosen]) for name in detectors}
     return {
-        "machine": machine_facts(),
-        "stereoconv": git_state(),
+        "machine": machine_facts(scenedetect=scenedetect.__version__),
+        "stereoconv": source_state(Path(stereoconv.scenes.__file__)),
         "settings": {
             "stereoconv": {"preset": args.preset or "film", **dataclasses.asdict(config)},
             "content": "ContentDetector() defaults",
@@ -626,16 +587,6 @@ def target_check(overall: dict[str, dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------ report
 
 
-def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """Plain-text table, columns padded to their widest cell; ``right`` marks the right-aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -670,12 +621,8 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    state = report["stereoconv"]
     print("machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()))
-    print(
-        f"stereoconv: commit {state['commit']}, scenes.py sha256 {state['scenes_sha256']}"
-        + (" (modified since the commit)" if state["scenes_modified"] else "")
-    )
+    print(source_line(report["stereoconv"]))
     settings = report["settings"]
     print(
         "settings: stereoconv "
@@ -704,11 +651,6 @@ def print_report(report: dict[str, Any]) -> None:
         + f"fade FP {ours['fade_fp']}, motion cuts found {ours['motion_found']}/{ours['motion_cuts']}"
         + ("" if target["met"] else "; failing: " + ", ".join(k for k, ok in checks.items() if not ok))
     )
-
-
-def write_json(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,28 +45,25 @@ Results go to stdout as a table and to ``--json`` (default benchmarks/results/st
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path (tests do): _common sits next to it
+    sys.path.append(str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
+from _common import SHARED_DATA, add_json_option, failer, machine_facts, source_line, source_state, table, write_json
 
 import stereoconv.dibr
 from stereoconv.dibr import synthesize_view
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "stereo"
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "stereo_views.json"
+DEFAULT_DATA = SHARED_DATA / "stereo"
 
 TARGET_MARGIN_DB = 0.5
 EPSILON = 1e-6  # slack when testing whether a column lies in a surface segment's interval
@@ -103,7 +100,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the middlebury_* scenes")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per method and scene (the best is kept)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
+    add_json_option(parser, "stereo_views")
     parser.add_argument("--save-images", type=Path, default=None, metavar="DIR", help="write every view as PNG here")
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -111,10 +108,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def fail(message: str) -> NoReturn:
-    """Exit with one line on stderr and status 2."""
-    print(f"stereo_views: {message}", file=sys.stderr)
-    sys.exit(2)
+fail = failer("stereo_views")
 
 
 def best_time(fn: Callable[[], T], repeat: int) -> tuple[T, float]:
@@ -405,44 +399,14 @@ def target_check(scenes: dict[str, dict[str, Any]], means: dict[str, dict[str, f
     }
 
 
-def git_state() -> dict[str, Any]:
-    """Commit and dibr.py content hash: stereoconv's view synthesis may differ from the commit's."""
-    dibr = Path(stereoconv.dibr.__file__)
-    state: dict[str, Any] = {"dibr_py": str(dibr), "dibr_sha256": hashlib.sha256(dibr.read_bytes()).hexdigest()[:16]}
-    try:
-        run = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", str(dibr)], capture_output=True, text=True
-        )
-        state["commit"] = run.stdout.strip() or None
-        state["dibr_modified"] = bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
-    except OSError:
-        state["commit"] = state["dibr_modified"] = None
-    return state
-
-
-def machine_facts() -> dict[str, Any]:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": cpus,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-    }
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.save_images is not None:
         args.save_images.mkdir(parents=True, exist_ok=True)
     scenes = {s.name: measure_scene(load_pair(args.data, s), args.repeat, args.save_images) for s in SCENES}
     means = mean_scores(scenes)
     return {
-        "machine": machine_facts(),
-        "stereoconv": git_state(),
+        "machine": machine_facts(opencv_threads=cv2.getNumThreads()),
+        "stereoconv": source_state(Path(stereoconv.dibr.__file__)),
         "data": str(args.data),
         "repeat": args.repeat,
         "scenes": scenes,
@@ -452,16 +416,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------ report
-
-
-def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """Plain-text table, columns padded to their widest cell; ``right`` marks the right-aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 def metric_row(scene: str, method: str, values: dict[str, float]) -> list[str]:
@@ -485,12 +439,8 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    state = report["stereoconv"]
     print("machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()))
-    print(
-        f"stereoconv: commit {state['commit']}, dibr.py sha256 {state['dibr_sha256']}"
-        + (" (modified since the commit)" if state["dibr_modified"] else "")
-    )
+    print(source_line(report["stereoconv"]))
     for name, scene in report["scenes"].items():
         low, high = scene["disparity_range"]
         print(
@@ -521,22 +471,6 @@ def print_report(report: dict[str, Any]) -> None:
         + f": mean margin {target['margin']:+.2f} dB (need >= {target['required_margin']:+.2f}), "
         + ("no scene below its best baseline" if not below else f"below best baseline on {', '.join(below)}")
     )
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every non-finite float (an empty mask's NaN, identical images' inf) as None, for strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
-def write_json(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(finite(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

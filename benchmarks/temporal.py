@@ -94,31 +94,27 @@ from __future__ import annotations
 import argparse
 import colorsys
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path (tests do): _common sits next to it
+    sys.path.append(str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
+from _common import add_json_option, failer, machine_facts, source_line, source_state, table, write_json
 
 import stereoconv.config
 import stereoconv.temporal
 from stereoconv.config import TemporalConfig
 from stereoconv.errors import ConfigError
 from stereoconv.temporal import depth_percentiles, normalize, smooth_sequence
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "temporal.json"
 
 SHOT_KINDS = ("static", "pan", "zoom")
 METHODS = ("unsmoothed", "ema-minmax", "stereoconv")
@@ -681,48 +677,12 @@ def target_check(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"targets": checks, "met": all(c["met"] for c in checks.values())}
 
 
-def file_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-def git_state() -> dict[str, Any]:
-    """Commit, and hashes of the files that define stereoconv's temporal filter (they may differ from the commit's)."""
-    files = {"temporal_py": Path(stereoconv.temporal.__file__), "config_py": Path(stereoconv.config.__file__)}
-    state: dict[str, Any] = {f"{key}_sha256": file_hash(path) for key, path in files.items()}
-    try:
-        run = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", *map(str, files.values())],
-            capture_output=True,
-            text=True,
-        )
-        state["commit"] = run.stdout.strip() or None
-        state["modified"] = bool(dirty.stdout.strip()) if dirty.returncode == 0 else None
-    except OSError:
-        state["commit"] = state["modified"] = None
-    return state
-
-
-def machine_facts() -> dict[str, Any]:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": cpus,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-    }
-
-
 def measure(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     seeds = [measure_seed(args, seed, settings) for seed in args.seeds]
     return {
-        "machine": machine_facts(),
-        "stereoconv": git_state(),
+        "machine": machine_facts(opencv_threads=cv2.getNumThreads()),
+        "stereoconv": source_state(Path(stereoconv.temporal.__file__), Path(stereoconv.config.__file__)),
         "settings": settings,
         "temporal_config": dataclasses.asdict(TemporalConfig.from_dict(settings)),
         "ema_minmax": {"decay": args.ema_decay, "buffer": args.ema_buffer},
@@ -739,16 +699,6 @@ def measure(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, Any
 
 
 # ------------------------------------------------------------------------------------------------------- report
-
-
-def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """Plain-text table, columns padded to their widest cell; ``right`` marks the right-aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
 
 
 def cell(value: float, fmt: str) -> str:
@@ -803,12 +753,8 @@ def summary_table(target: dict[str, Any]) -> str:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    state = report["stereoconv"]
     print("machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()))
-    print(
-        f"stereoconv: commit {state['commit']}, temporal.py sha256 {state['temporal_py_sha256']}, "
-        f"config.py sha256 {state['config_py_sha256']}" + (" (modified since the commit)" if state["modified"] else "")
-    )
+    print(source_line(report["stereoconv"]))
     overrides = ", ".join(f"{k}={v!r}" for k, v in report["settings"].items()) or "none (defaults)"
     print(
         f"stereoconv settings: {overrides}; in effect: "
@@ -829,22 +775,6 @@ def print_report(report: dict[str, Any]) -> None:
     print("\ntargets (stereoconv / unsmoothed, worst over the seeds):")
     print(summary_table(report["target"]))
     print(("all targets met" if report["target"]["met"] else "targets NOT met") + f" ({report['seconds']:.1f} s)")
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every non-finite float as None, for strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
-def write_json(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(finite(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------------------------------------- CLI
@@ -924,7 +854,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ema-decay", type=float, default=IW3_EMA_DECAY, help="ema-minmax decay (iw3 --ema-decay)")
     parser.add_argument("--ema-buffer", type=int, default=IW3_EMA_BUFFER, help="ema-minmax window (iw3 --ema-buffer)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
+    add_json_option(parser, "temporal")
     args = parser.parse_args(argv)
     if args.width < 32 or args.height < 32:
         parser.error("--width and --height must be at least 32")
@@ -937,10 +867,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def fail(message: str) -> NoReturn:
-    """Exit with one line on stderr and status 2."""
-    print(f"temporal: {message}", file=sys.stderr)
-    sys.exit(2)
+fail = failer("temporal")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,7 +55,6 @@ import gc
 import itertools
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -64,12 +63,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path (tests do): _common sits next to it
+    sys.path.append(str(Path(__file__).resolve().parent))
 
 import av
 import cv2
 import numpy as np
 import torch
+from _common import REPO, SHARED_DATA, add_json_option, failer, machine_facts, table, write_json
 
 from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
@@ -82,11 +85,8 @@ from stereoconv.pipeline import choose_synthesizer, convert, threaded
 from stereoconv.scenes import make_detector
 from stereoconv.temporal import TemporalSmoother
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_INPUT = SHARED_DATA / "videos" / "pyscenedetect" / "testvideo.mp4"
 REAL_MODEL_CONFIG = SHARED_DATA / "models" / "depth-anything-v2-small-config"
-DEFAULT_JSON = REPO / "benchmarks" / "results" / "throughput.json"
 DEFAULT_FRAMES = {"cpu": 16, "cuda": 240}  # the real-size model takes seconds per frame on a CPU
 TARGETS = {"A": 1.3, "B": 1.1, "C": 1.1, "D": 0.1}
 
@@ -142,9 +142,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=196,
         help="C: the tiny model's input short side [px] (default: %(default)s)",
     )
-    parser.add_argument(
-        "--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON (default: %(default)s)"
-    )
+    add_json_option(parser, "throughput")
     args = parser.parse_args(argv)
     if args.frames is not None and args.frames < 1:
         parser.error("--frames must be at least 1")
@@ -158,10 +156,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def fail(message: str) -> NoReturn:
-    """Exit with one line on stderr and status 2."""
-    print(f"throughput: {message}", file=sys.stderr)
-    sys.exit(2)
+fail = failer("throughput")
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
@@ -180,23 +175,14 @@ def synchronize(device: torch.device) -> None:
 # ------------------------------------------------------------------------------------------------------- setup
 
 
-def machine_facts(device: torch.device) -> dict[str, Any]:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    facts: dict[str, Any] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": cpus,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "opencv_threads": cv2.getNumThreads(),
-        "pyav": av.__version__,
-        "libavcodec": ".".join(str(v) for v in av.library_versions.get("libavcodec", ())),
-    }
+def torch_machine_facts(device: torch.device) -> dict[str, Any]:
+    """The machine's facts with torch's and PyAV's, the load average and, on CUDA, the GPU."""
+    facts = machine_facts(
+        {"torch": torch.__version__, "device": str(device), "torch_threads": torch.get_num_threads()},
+        opencv_threads=cv2.getNumThreads(),
+        pyav=av.__version__,
+        libavcodec=".".join(str(v) for v in av.library_versions.get("libavcodec", ())),
+    )
     if hasattr(os, "getloadavg"):  # other work on the machine skews every time here: say how busy it was
         facts["load_average_1m_start"] = round(os.getloadavg()[0], 2)
     if device.type == "cuda":
@@ -692,16 +678,6 @@ def stage_labels(config: PipelineConfig) -> dict[str, str]:
     }
 
 
-def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:
-    """Plain-text table, columns padded to their widest cell; ``right`` marks the right-aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right, strict=True)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
 def stage_table(report: dict[str, Any]) -> str:
     ms, labels = report["stages_ms_per_frame"], report["stage_labels"]
     rows = [["stage", "ms/frame"]] + [[labels[k], f"{v:.1f}"] for k, v in ms.items()]
@@ -775,11 +751,6 @@ def print_report(report: dict[str, Any]) -> None:
     print(ratio_table(report["ratios"]))
 
 
-def write_json(path: Path, report: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-
-
 # ------------------------------------------------------------------------------------------------------- main
 
 
@@ -794,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         device = select_device(args.device)
         info = probe(args.input)
-        machine = machine_facts(device)
+        machine = torch_machine_facts(device)
         with tempfile.TemporaryDirectory(prefix="stereoconv-bench-") as tmp:
             report = {"machine": machine, **measure_speed(args, info, device, Path(tmp))}
             report["memory"] = measure_memory(args, info, Path(tmp))
