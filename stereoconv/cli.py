@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model loa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     scenes.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _settings_arguments(scenes)
 
+    _farm_arguments(commands)
+
     presets = commands.add_parser(
         "presets",
         help="list presets or show one",
@@ -132,6 +135,73 @@ def build_parser() -> argparse.ArgumentParser:
     presets.add_argument("--config", metavar="FILE", help="also apply this TOML file (show)")
     presets.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[], help="also apply (show)")
     return parser
+
+
+def _farm_arguments(commands: Any) -> None:
+    """plan / render / assemble: a conversion split into chunks for a render farm (see stereoconv.farm)."""
+    plan = commands.add_parser(
+        "plan", help="plan a render-farm job: chunks on scene cuts, as a JSON manifest",
+        description="Scan INPUT for scene cuts and split it into chunks of about --chunk-seconds that end on a cut "
+        "where one is near; write the job manifest (input, fingerprint, settings, model, chunks) to --out. Render "
+        "the chunks with `stereoconv render`, anywhere, in any order; join them with `stereoconv assemble`.",
+    )  # fmt: skip
+    plan.add_argument("input", metavar="INPUT", help="video file to convert")
+    plan.add_argument("--out", metavar="JOB.json", required=True, help="job manifest to write")
+    plan.add_argument(
+        "--chunk-seconds",
+        metavar="S",
+        type=float,
+        default=60.0,
+        help="target chunk length; a chunk ends on a scene cut within 25%% of it (default: 60)",
+    )
+    plan.add_argument(
+        "--preroll-seconds",
+        metavar="S",
+        type=float,
+        default=4.0,
+        help="a chunk that starts mid-shot first decodes and smooths this much of its shot, "
+        "unrendered, so its temporal state has settled (default: 4)",
+    )
+    plan.add_argument("--model", metavar="ID|DIR", help="depth model (see convert)")
+    plan.add_argument("--format", choices=LAYOUTS, help="stereo layout (default: half-sbs)")
+    plan.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    _settings_arguments(plan)
+
+    render = commands.add_parser(
+        "render", help="render chunks of a planned job",
+        description="Render the chunks of JOB.json named by --chunk or --frames into the work directory (one "
+        "video and one .json sidecar per chunk). Chunks already rendered and intact are skipped; damaged or stale "
+        "ones are rendered again. Farm frame ranges: --frames <STARTFRAME>-<ENDFRAME> (Deadline), "
+        "--frames #FRAME_START#-#FRAME_END# (OpenCue).",
+    )  # fmt: skip
+    render.add_argument("job", metavar="JOB.json", help="job manifest from `stereoconv plan`")
+    which = render.add_mutually_exclusive_group(required=True)
+    which.add_argument("--chunk", metavar="K", type=int, action="append", help="chunk index (repeatable)")
+    which.add_argument("--frames", metavar="START-END", help="every chunk overlapping these frames (inclusive, "
+                       "0-based; clamped to the job's length)")  # fmt: skip
+    which.add_argument("--all", action="store_true", help="every chunk")
+    render.add_argument("--work-dir", metavar="DIR", help="where chunks go (default: JOB.chunks beside JOB.json)")
+    render.add_argument("--model", metavar="ID|DIR", help="load the depth model from here (e.g. a local copy); "
+                        "must be the planned model")  # fmt: skip
+    render.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where the depth model runs")
+    render.add_argument("--depth-cache", metavar="DIR", help="depth cache, as in convert")
+    render.add_argument(
+        "--progress",
+        choices=("text", "json", "none"),
+        default="text",
+        help="text: a line per chunk on stderr; json: one JSON line on stdout every "
+        "--progress-every frames (frames_done, frames_total, fps, chunk) (default: text)",
+    )
+    render.add_argument("--progress-every", metavar="N", type=int, default=24, help="frames between JSON lines")
+
+    assemble = commands.add_parser(
+        "assemble", help="join a job's rendered chunks into the output",
+        description="Join the chunks of JOB.json into OUTPUT without re-encoding and copy the input's audio "
+        "streams once. Every chunk must be rendered; missing or damaged ones are named.",
+    )  # fmt: skip
+    assemble.add_argument("job", metavar="JOB.json", help="job manifest from `stereoconv plan`")
+    assemble.add_argument("output", metavar="OUTPUT", help="file to write, or an existing directory (see convert)")
+    assemble.add_argument("--work-dir", metavar="DIR", help="where the chunks are (default: JOB.chunks)")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -205,7 +275,53 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"convert": _cmd_convert, "preview": _cmd_preview, "scenes": _cmd_scenes, "presets": _cmd_presets}
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from .farm import plan
+
+    config = load_config(args.preset, args.config, _overrides(args))
+    job = plan(args.input, args.out, config, chunk_seconds=args.chunk_seconds, preroll_seconds=args.preroll_seconds,
+               progress=not args.quiet)  # fmt: skip
+    if not args.quiet:
+        mid = sum(1 for c in job.chunks if not c.starts_at_cut)
+        print(f"wrote {job.path}: {job.frames} frames, {len(job.cuts)} cuts, {len(job.chunks)} chunks "
+              f"({mid} starting mid-shot)", file=sys.stderr)  # fmt: skip
+        if job.model_note:
+            print(f"note: {job.model_note}", file=sys.stderr)
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from .farm import JsonProgress, chunks_for_frames, load_job, parse_frame_range, render
+
+    job = load_job(args.job)
+    if args.device:
+        job = dataclasses.replace(job, settings=job.config.replace({"depth.device": args.device}).to_dict())
+    if args.all:
+        chunks = job.chunks
+    elif args.frames is not None:
+        chunks = chunks_for_frames(job, *parse_frame_range(args.frames))
+    else:
+        bad = [k for k in args.chunk if not 0 <= k < len(job.chunks)]
+        if bad:
+            raise UsageError(f"--chunk {bad[0]}: the job has chunks 0-{len(job.chunks) - 1}")
+        chunks = [job.chunks[k] for k in dict.fromkeys(args.chunk)]
+    total = sum(c.frames for c in chunks)
+    progress = JsonProgress(total, args.progress_every, sys.stdout) if args.progress == "json" else None
+    log = (lambda line: print(line, file=sys.stderr)) if args.progress == "text" else None
+    render(job, chunks, args.work_dir, model=args.model, depth_cache=args.depth_cache, progress=progress, log=log)
+    return 0
+
+
+def _cmd_assemble(args: argparse.Namespace) -> int:
+    from .farm import assemble, load_job
+
+    written = assemble(load_job(args.job), args.output, args.work_dir)
+    print(f"wrote {written}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"convert": _cmd_convert, "preview": _cmd_preview, "scenes": _cmd_scenes, "presets": _cmd_presets,
+            "plan": _cmd_plan, "render": _cmd_render, "assemble": _cmd_assemble}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -268,7 +268,7 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None, 
     if not out.suffix:
         raise UsageError(f"output needs a file extension that names its container (.mp4, .mkv, .mov): {out}")
     try:
-        av.format.ContainerFormat(_format_name(out), "w")
+        av.format.ContainerFormat(format_name(out), "w")
     except (ValueError, av.error.FFmpegError) as exc:
         raise UsageError(f"unknown output container {out.suffix!r}: use .mp4, .mkv or .mov") from exc
     return check_writable_file(out)
@@ -291,7 +291,7 @@ def check_writable_file(path: str | Path, what: str = "output", suffixes: tuple[
     return path
 
 
-def _format_name(path: Path) -> str:
+def format_name(path: Path) -> str:
     """The FFmpeg muxer for a file name, by extension."""
     ext = path.suffix.lower().lstrip(".")
     return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts", "webm": "webm"}.get(ext, ext)
@@ -350,7 +350,7 @@ _WEBM_STEREO_MODES = ("left_right", "top_bottom")  # WebM allows no anaglyph mod
 _X264_FRAME_PACKING = {"half-sbs": 3, "full-sbs": 3, "half-tb": 4, "full-tb": 4}
 
 
-def _tag_stereo_layout(
+def tag_stereo_layout(
     stream: av.video.stream.VideoStream,
     muxer: str,
     config: OutputConfig,
@@ -393,12 +393,12 @@ class VideoWriter:
         self._info = info
         self._matrix, _ = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
         try:
-            self._out = av.open(str(path), mode="w", format=_format_name(path))
+            self._out = av.open(str(path), mode="w", format=format_name(path))
         except (av.error.FFmpegError, OSError) as exc:
             raise StereoconvError(f"cannot create output file {path}: {_reason(exc)}") from exc
         try:
             self._video = self._add_video_stream(width, height, config)
-            self._audio = _AudioCopy(self._out, info.path, start, end) if info.audio_streams else None
+            self._audio = AudioCopy(self._out, info.path, start, end) if info.audio_streams else None
         except BaseException:
             self._out.close()
             raise
@@ -423,7 +423,7 @@ class VideoWriter:
         if self._info.color_trc != 2:
             cc.color_trc = self._info.color_trc
         options = {"crf": str(config.crf), "preset": config.preset} if config.codec.startswith("libx26") else {}
-        _tag_stereo_layout(stream, self._out.format.name, config, options, self._info.sample_aspect_ratio)
+        tag_stereo_layout(stream, self._out.format.name, config, options, self._info.sample_aspect_ratio)
         stream.options = options
         return stream
 
@@ -476,7 +476,7 @@ class VideoWriter:
             self._out.close()
 
 
-class _AudioCopy:
+class AudioCopy:
     """Every audio stream of the source, copied (or re-encoded to AAC) into an output container."""
 
     def __init__(self, out: av.container.OutputContainer, source: Path, start: float, end: float | None) -> None:

@@ -274,14 +274,16 @@ def stereo_frames(
 # --------------------------------------------------------------------------------------------------- commands
 
 
-def _expected_frames(info: VideoInfo, start: float, end: float | None) -> int | None:
+def expected_frames(info: VideoInfo, start: float, end: float | None) -> int | None:
+    """About how many frames ``[start, end)`` seconds of ``info`` hold (None if unknown): a progress bar's total."""
     if info.frames is None or info.duration is None or info.fps <= 0:
         return info.frames
     stop = min(end, info.duration) if end is not None else info.duration
     return max(0, min(info.frames, round((stop - start) * info.fps)))
 
 
-def _progress(total: int | None, enabled: bool, desc: str) -> tqdm:
+def progress_bar(total: int | None, enabled: bool, desc: str) -> tqdm:
+    """A frame counter on stderr with frames/s and ETA (when ``total`` is known); silent unless ``enabled``."""
     return tqdm(total=total, unit="frame", desc=desc, disable=not enabled, dynamic_ncols=True, smoothing=0.1)
 
 
@@ -342,13 +344,13 @@ def convert(
     count = 0
     frames = threaded(decode(info, media.start, media.end, media.decode_threads))
     size = packed_size(info.width, info.height, config.output.format)
-    total = _expected_frames(info, media.start, media.end)
+    total = expected_frames(info, media.start, media.end)
     with (
         # Exits last, after every stage thread is joined: writes the cache's last, partial chunk.
         contextlib.nullcontext() if cache is None else cache,
         contextlib.closing(frames),
         atomic_output(out_path) as tmp,
-        _progress(total, progress, "converting") as bar,
+        progress_bar(total, progress, "converting") as bar,
         VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end) as writer,
         # Closed first (a with-statement exits in reverse): the stage threads stop and are joined before the
         # decoder they read from is closed.
@@ -378,8 +380,8 @@ def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, pr
     cuts: list[int] = []
     count = 0
     frames = threaded(decode(info, config.media.start, config.media.end, config.media.decode_threads))
-    total = _expected_frames(info, config.media.start, config.media.end)
-    with contextlib.closing(frames), _progress(total, progress, "scanning") as bar:
+    total = expected_frames(info, config.media.start, config.media.end)
+    with contextlib.closing(frames), progress_bar(total, progress, "scanning") as bar:
         for frame, is_cut in with_cuts(frames, detector):
             count += 1
             if is_cut:

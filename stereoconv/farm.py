@@ -1,0 +1,645 @@
+"""Render farms: plan a conversion as chunks, render chunks independently, assemble them without re-encoding.
+
+``plan`` scans the input once (the pipeline's own cut detector, over the same range ``convert`` would convert) and
+writes a job manifest: the input and its fingerprint, the resolved settings, the model and its fingerprint, and the
+chunks. Chunks are about ``chunk_seconds`` long and end on a scene cut when one is within ``tolerance`` of that
+length; there every temporal state resets, so a chunk that starts on a cut renders exactly what a single pass would.
+A shot longer than allowed is split mid-shot: the chunk after the split decodes and smooths up to
+``preroll_seconds`` of the shot before its first frame (the pre-roll) and drops them, so its temporal state has
+settled by its first frame (exact again when the pre-roll reaches back to the shot's first frame).
+
+``render`` converts chunks to ``chunk_KKKKK.mkv`` (video only, timestamps those of the single-pass output) beside a
+sidecar ``chunk_KKKKK.json`` (frame count, every pts, sha256 of the file, a hash of what determines the pixels): a
+chunk with a valid sidecar is skipped, a damaged or stale one is rendered again. Render cuts are the plan's, not
+re-detected per chunk, so every chunk sees exactly the cuts a single pass sees.
+
+``assemble`` remuxes the chunks' packets in order into one file (no re-encoding), restores the exact source
+timestamps from the sidecars and copies the source's audio once, as ``convert`` does.
+
+Chunk container: Matroska. It stores one timestamp per frame (no decode timestamps, so no negative-dts shift of a
+chunk's first frames as NUT and MPEG-TS muxers do; no edit list, as MP4 needs for B-frames), holds any codec, and
+FFmpeg's concat demuxer joins it cleanly. Its timestamps are in milliseconds; the sidecar keeps the exact ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from . import __version__
+from .config import PipelineConfig
+from .depth import DepthEstimator, model_fingerprint
+from .errors import MediaError, StereoconvError, UsageError
+from .media import (
+    AudioCopy,
+    Frame,
+    VideoInfo,
+    VideoWriter,
+    atomic_output,
+    check_output_path,
+    check_writable_file,
+    decode,
+    format_name,
+    probe,
+    tag_stereo_layout,
+)
+from .packing import packed_size
+from .pipeline import choose_synthesizer, open_estimator, plan_stage, render_stage, threaded, with_cuts, with_depth
+from .scenes import make_detector
+
+JOB_FORMAT = "stereoconv-job"
+JOB_VERSION = 1
+SIDECAR_VERSION = 1
+DEFAULT_CHUNK_SECONDS = 60.0
+DEFAULT_PREROLL_SECONDS = 4.0
+DEFAULT_TOLERANCE = 0.25
+CHUNK_SUFFIX = ".mkv"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One independently rendered piece of a job.
+
+    Frame numbers are 0-based decode-order indices within the planned range (the input's own when the plan has no
+    ``--start``), the numbers farm frame ranges use. ``first_pts``/``last_pts`` are source timestamps (source time
+    base). ``preroll_frame``: the first frame decoded and smoothed but not rendered (None: decoding starts at
+    ``first_frame``). ``decode_start``/``decode_end``: the seconds to decode, ``[start, end)``; end None: to the end
+    of the planned range.
+    """
+
+    index: int
+    first_frame: int
+    last_frame: int
+    start_time: float
+    end_time: float
+    first_pts: int
+    last_pts: int
+    starts_at_cut: bool
+    preroll_frame: int | None
+    preroll_time: float | None
+    decode_end: float | None
+
+    @property
+    def frames(self) -> int:
+        return self.last_frame - self.first_frame + 1
+
+    @property
+    def decode_first(self) -> int:
+        return self.first_frame if self.preroll_frame is None else self.preroll_frame
+
+    @property
+    def decode_start(self) -> float:
+        return self.start_time if self.preroll_time is None else self.preroll_time
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job manifest: what to convert, with which settings, in which chunks. ``path``: the manifest file."""
+
+    path: Path
+    tool_version: str
+    input: Path
+    input_fingerprint: str
+    settings: dict[str, dict[str, Any]]
+    model: str
+    model_fingerprint: str | None
+    model_note: str | None
+    fps: float
+    time_base: Fraction
+    frames: int
+    cuts: list[int]
+    chunk_seconds: float
+    preroll_seconds: float
+    chunks: list[Chunk]
+
+    @property
+    def config(self) -> PipelineConfig:
+        return PipelineConfig.from_dict(self.settings)
+
+    @property
+    def default_work_dir(self) -> Path:
+        return self.path.parent / f"{self.path.stem}.chunks"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": JOB_FORMAT,
+            "version": JOB_VERSION,
+            "tool_version": self.tool_version,
+            "input": {"path": str(self.input), "fingerprint": self.input_fingerprint},
+            "model": {"name": self.model, "fingerprint": self.model_fingerprint, "note": self.model_note},
+            "settings": self.settings,
+            "video": {"fps": self.fps, "time_base": str(self.time_base), "frames": self.frames, "cuts": self.cuts},
+            "chunking": {"chunk_seconds": self.chunk_seconds, "preroll_seconds": self.preroll_seconds},
+            "chunks": [c.to_dict() for c in self.chunks],
+        }
+
+
+# ------------------------------------------------------------------------------------------------------- plan
+
+
+def split_frames(
+    frames: int, cuts: Iterable[int], chunk_frames: int, tolerance: float = DEFAULT_TOLERANCE
+) -> list[tuple[int, int]]:
+    """Cut ``frames`` frames into chunks of about ``chunk_frames``: (first, last) inclusive, in order.
+
+    A chunk ends just before the cut nearest its target end when one is within ``tolerance`` x ``chunk_frames`` of
+    it, else at the target (mid-shot). The last chunk takes the rest when that is at most ``1 + tolerance`` chunks.
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
+    slack = int(tolerance * chunk_frames)
+    cut_list = sorted(set(cuts))
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < frames:
+        target = start + chunk_frames
+        if frames - start <= chunk_frames + slack:
+            end = frames
+        else:
+            near = [c for c in cut_list if start < c and target - slack <= c <= target + slack]
+            end = min(near, key=lambda c: (abs(c - target), c)) if near else target
+        out.append((start, end - 1))
+        start = end
+    return out
+
+
+def _scan(info: VideoInfo, config: PipelineConfig, progress: bool) -> tuple[list[int], list[int]]:
+    """Source pts of every frame in the configured range and the cuts, with the detector ``convert`` uses."""
+    from .pipeline import expected_frames, progress_bar
+
+    media = config.media
+    pts: list[int] = []
+    cuts: list[int] = []
+    frames = threaded(decode(info, media.start, media.end, media.decode_threads))
+    total = expected_frames(info, media.start, media.end)
+    with contextlib.closing(frames), progress_bar(total, progress, "planning") as bar:
+        for frame, is_cut in with_cuts(frames, make_detector(config.scenes)):
+            pts.append(frame.pts)
+            if is_cut:
+                cuts.append(frame.index)
+            bar.update()
+    return pts, cuts
+
+
+def plan(
+    input: str | Path,
+    job_path: str | Path,
+    config: PipelineConfig | None = None,
+    *,
+    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+    preroll_seconds: float = DEFAULT_PREROLL_SECONDS,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: bool = False,
+) -> Job:
+    """Scan ``input`` for cuts, split it into chunks and write the job manifest to ``job_path`` (JSON, atomically).
+
+    ``chunk_seconds``: target chunk length (s); a chunk ends on a cut within ``tolerance`` x that of its target.
+    ``preroll_seconds``: how much of its shot a chunk that starts mid-shot decodes and smooths first.
+    """
+    config = config or PipelineConfig()
+    if not chunk_seconds > 0:
+        raise UsageError(f"--chunk-seconds must be positive, got {chunk_seconds}")
+    if preroll_seconds < 0:
+        raise UsageError(f"--preroll-seconds must be 0 or more, got {preroll_seconds}")
+    job_file = check_writable_file(job_path, "job manifest", (".json",))
+    info = probe(input)
+    fingerprint = _input_fingerprint(info.path)
+    model_fp, note = None, None
+    try:
+        model_fp = model_fingerprint(config.depth.model, config.depth.input_size)
+    except StereoconvError as exc:
+        note = f"model fingerprint unavailable when planned ({exc}); chunks are keyed by the model name"
+    pts, cuts = _scan(info, config, progress)
+    fps = info.fps if info.fps > 0 else 25.0
+    tb = info.time_base
+
+    def seconds(index: int) -> float:
+        return float(pts[index] * tb)
+
+    chunks = []
+    shot_starts = [0, *cuts]
+    for k, (first, last) in enumerate(split_frames(len(pts), cuts, max(1, round(chunk_seconds * fps)), tolerance)):
+        at_cut = first == 0 or first in cuts
+        preroll = None
+        if not at_cut and preroll_seconds > 0:
+            shot_start = max(s for s in shot_starts if s <= first)
+            preroll = max(shot_start, first - round(preroll_seconds * fps))
+        decode_end = seconds(last + 1) if last + 1 < len(pts) else config.media.end
+        chunks.append(Chunk(
+            index=k, first_frame=first, last_frame=last, start_time=seconds(first),
+            end_time=seconds(last + 1) if last + 1 < len(pts) else seconds(last) + 1 / fps,
+            first_pts=pts[first], last_pts=pts[last], starts_at_cut=at_cut, preroll_frame=preroll,
+            preroll_time=None if preroll is None else seconds(preroll), decode_end=decode_end,
+        ))  # fmt: skip
+    job = Job(
+        path=job_file, tool_version=__version__, input=info.path.resolve(), input_fingerprint=fingerprint,
+        settings=config.to_dict(), model=config.depth.model, model_fingerprint=model_fp, model_note=note,
+        fps=info.fps, time_base=tb, frames=len(pts), cuts=cuts, chunk_seconds=chunk_seconds,
+        preroll_seconds=preroll_seconds, chunks=chunks,
+    )  # fmt: skip
+    _write_json_atomic(job_file, job.to_dict())
+    return job
+
+
+def _input_fingerprint(path: Path) -> str:
+    from .cache import input_fingerprint
+
+    return input_fingerprint(path)
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def load_job(path: str | Path, *, check_input: bool = True) -> Job:
+    """Read and validate a job manifest. UsageError if it is not one (or of another version); MediaError if the
+    input is missing or is not the file planned (its fingerprint differs): a manifest for another input is refused.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise UsageError(f"job manifest not found: {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read job manifest {path}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != JOB_FORMAT:
+        raise UsageError(f"{path} is not a stereoconv job manifest (make one with `stereoconv plan`)")
+    if data.get("version") != JOB_VERSION:
+        raise UsageError(f"{path}: job manifest version {data.get('version')!r} is not supported (this stereoconv "
+                         f"reads version {JOB_VERSION}); plan the job again")  # fmt: skip
+    try:
+        source, model, video, chunking = data["input"], data["model"], data["video"], data["chunking"]
+        chunks = [Chunk(**c) for c in data["chunks"]]
+        job = Job(
+            path=path, tool_version=str(data["tool_version"]), input=Path(source["path"]),
+            input_fingerprint=str(source["fingerprint"]), settings=data["settings"], model=str(model["name"]),
+            model_fingerprint=model["fingerprint"], model_note=model.get("note"), fps=float(video["fps"]),
+            time_base=Fraction(video["time_base"]), frames=int(video["frames"]), cuts=list(video["cuts"]),
+            chunk_seconds=float(chunking["chunk_seconds"]), preroll_seconds=float(chunking["preroll_seconds"]),
+            chunks=chunks,
+        )  # fmt: skip
+        job.config  # noqa: B018 - validates the settings
+    except StereoconvError as exc:
+        raise UsageError(f"{path}: invalid settings in the job manifest: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: damaged job manifest ({type(exc).__name__}: {exc})") from exc
+    expected = 0
+    for k, chunk in enumerate(chunks):
+        if chunk.index != k or chunk.first_frame != expected or chunk.last_frame < chunk.first_frame:
+            raise UsageError(f"{path}: damaged job manifest: chunk {k} does not follow the chunk before it")
+        expected = chunk.last_frame + 1
+    if expected != job.frames:
+        raise UsageError(f"{path}: damaged job manifest: the chunks cover {expected} of {job.frames} frames")
+    if check_input:
+        if not job.input.is_file():
+            raise MediaError(f"the job's input is not there: {job.input} (planned in {path})")
+        if _input_fingerprint(job.input) != job.input_fingerprint:
+            raise MediaError(f"{job.input} is not the file this job was planned for (its content differs): a "
+                             f"manifest for another input is refused; plan the job again")  # fmt: skip
+    return job
+
+
+# ----------------------------------------------------------------------------------------------------- render
+
+
+def parse_frame_range(text: str) -> tuple[int, int]:
+    """``START-END`` (inclusive frame numbers, as farms pass them) or a single ``FRAME``."""
+    start, sep, end = text.strip().partition("-")
+    try:
+        first = int(start)
+        last = int(end) if sep else first
+    except ValueError as exc:
+        raise UsageError(f"--frames {text!r}: write START-END, e.g. --frames 0-1439") from exc
+    if first < 0 or last < first:
+        raise UsageError(f"--frames {text!r}: need 0 <= START <= END")
+    return first, last
+
+
+def chunks_for_frames(job: Job, first: int, last: int) -> list[Chunk]:
+    """Every chunk overlapping frames ``first..last`` (inclusive), the range clamped to the job's frames."""
+    if first >= job.frames:
+        raise UsageError(f"--frames {first}-{last}: the job has frames 0-{job.frames - 1} only")
+    last = min(last, job.frames - 1)
+    return [c for c in job.chunks if c.first_frame <= last and c.last_frame >= first]
+
+
+def chunk_paths(work_dir: Path, index: int) -> tuple[Path, Path]:
+    """The chunk's video and its sidecar."""
+    stem = f"chunk_{index:05d}"
+    return work_dir / f"{stem}{CHUNK_SUFFIX}", work_dir / f"{stem}.json"
+
+
+def settings_hash(job: Job, chunk: Chunk) -> str:
+    """A digest of everything that determines a chunk's pixels and timestamps (not the runtime settings)."""
+    settings = {k: v for k, v in job.settings.items() if k != "runtime"}
+    # The model counts by its fingerprint where planned (the same weights under another name or path, e.g. render
+    # --model with a node's local copy, render the same), else by the name it was planned with.
+    settings["depth"] = {k: v for k, v in settings["depth"].items() if k not in ("model", "device")}
+    key = {"input": job.input_fingerprint, "model": job.model_fingerprint or job.model, "settings": settings,
+           "chunk": chunk.to_dict(), "cuts": job.cuts, "sidecar": SIDECAR_VERSION}  # fmt: skip
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_chunk(job: Job, chunk: Chunk, work_dir: Path) -> str | None:
+    """None if the chunk is rendered and intact, else why not (missing, damaged, stale)."""
+    video, sidecar = chunk_paths(work_dir, chunk.index)
+    if not video.is_file():
+        return f"no {video.name}"
+    try:
+        meta = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return f"no valid {sidecar.name}"
+    if meta.get("settings_hash") != settings_hash(job, chunk):
+        return "rendered for other settings or another plan"
+    if meta.get("frames") != chunk.frames or len(meta.get("pts", [])) != chunk.frames:
+        return f"holds {meta.get('frames')} frames, the plan has {chunk.frames}"
+    if meta.get("size") != video.stat().st_size or meta.get("sha256") != _file_sha256(video):
+        return f"{video.name} is damaged or incomplete (its sha256 differs from the sidecar's)"
+    return None
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    index: int
+    frames: int
+    skipped: bool
+    seconds: float
+
+
+def _with_known_cuts(frames: Iterable[Frame], cuts: set[int], offset: int) -> Iterator[tuple[Frame, bool]]:
+    """Pair each frame with the plan's cut decision (frame index ``offset`` + its index in this decode)."""
+    for frame in frames:
+        yield frame, frame.index + offset in cuts
+
+
+def render_chunk(
+    job: Job,
+    chunk: Chunk,
+    work_dir: Path,
+    estimator: DepthEstimator,
+    *,
+    on_frame: Callable[[int], None] | None = None,
+) -> int:
+    """Render one chunk to its video and sidecar in ``work_dir`` (both written atomically). Returns its frames.
+
+    Frames from the pre-roll go through cuts, depth, smoothing and planning but are not rendered or encoded.
+    """
+    config = job.config
+    info = dataclasses.replace(probe(job.input), audio_streams=0)  # chunks carry no audio: assemble adds it once
+    video, sidecar = chunk_paths(work_dir, chunk.index)
+    runtime = config.runtime
+    skip = chunk.first_frame - chunk.decode_first
+    frames = threaded(decode(info, chunk.decode_start, chunk.decode_end, config.media.decode_threads))
+    depth = threaded(with_depth(_with_known_cuts(frames, set(job.cuts), chunk.decode_first), estimator),
+                     runtime.queue_frames, name="stereoconv-depth")  # fmt: skip
+    rendered = render_stage(plan_stage(depth, config), config.output.format, choose_synthesizer(config, estimator),
+                            runtime.render_workers, lambda frame: frame.index >= skip)  # fmt: skip
+    items = threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
+    size = packed_size(info.width, info.height, config.output.format)
+    pts: list[int] = []
+    seen = 0
+    with (
+        contextlib.closing(frames),
+        atomic_output(video) as tmp,
+        VideoWriter(tmp, info, size, config.output, start=config.media.start) as writer,
+        contextlib.closing(items),
+    ):
+        for item in items:
+            seen += 1
+            if item.packed is None:
+                continue
+            writer.write(item.packed, item.frame.pts)
+            pts.append(item.frame.pts)
+            if on_frame is not None:
+                on_frame(len(pts))
+        if seen != chunk.last_frame - chunk.decode_first + 1 or not pts or pts[0] != chunk.first_pts:
+            raise MediaError(f"chunk {chunk.index}: decoded {seen} frames from {chunk.decode_start:.3f} s, the plan "
+                             f"has {chunk.last_frame - chunk.decode_first + 1}: the input changed or decodes "
+                             "differently here")  # fmt: skip
+        if pts[-1] != chunk.last_pts:
+            raise MediaError(f"chunk {chunk.index}: last frame at pts {pts[-1]}, the plan has {chunk.last_pts}")
+    start_pts = round(config.media.start / info.time_base)
+    meta = {
+        "chunk": chunk.index, "frames": len(pts), "first_pts": pts[0], "last_pts": pts[-1],
+        "time_base": str(info.time_base), "pts": [p - start_pts for p in pts], "size": video.stat().st_size,
+        "sha256": _file_sha256(video), "settings_hash": settings_hash(job, chunk), "tool_version": __version__,
+    }  # fmt: skip
+    _write_json_atomic(sidecar, meta)
+    return len(pts)
+
+
+class JsonProgress:
+    """One JSON line on stdout every ``every`` frames and at each chunk's end: frames done, total, fps, chunk."""
+
+    def __init__(self, total: int, every: int = 24, stream: Any = None) -> None:
+        self.total, self.every = total, max(1, every)
+        self.done = 0
+        self._stream = stream
+        self._started = time.perf_counter()
+
+    def emit(self, chunk: int, event: str = "progress") -> None:
+        elapsed = time.perf_counter() - self._started
+        line = {"event": event, "chunk": chunk, "frames_done": self.done, "frames_total": self.total,
+                "fps": round(self.done / elapsed, 3) if elapsed > 0 else 0.0}  # fmt: skip
+        print(json.dumps(line), file=self._stream, flush=True)
+
+    def frame(self, chunk: int) -> None:
+        self.done += 1
+        if self.done % self.every == 0:
+            self.emit(chunk)
+
+
+def render(
+    job: Job,
+    chunks: Iterable[Chunk],
+    work_dir: str | Path | None = None,
+    *,
+    estimator: DepthEstimator | None = None,
+    model: str | None = None,
+    depth_cache: str | Path | None = None,
+    progress: JsonProgress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[ChunkResult]:
+    """Render ``chunks`` of ``job`` into ``work_dir`` (default: ``<job stem>.chunks`` beside the manifest),
+    skipping those already rendered and intact; the model is loaded only if a chunk needs rendering.
+
+    ``model``: load the depth model from here instead (a local copy on a farm node); when the plan recorded the
+    model's fingerprint, this one must match it. ``estimator``: use this instead of loading any model (tests).
+    """
+    work = Path(work_dir) if work_dir is not None else job.default_work_dir
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create work directory {work}: {exc.strerror or exc}") from exc
+    config = job.config
+    if model is not None:
+        config = config.replace({"depth.model": model})
+        planned = job.model_fingerprint
+        if planned is not None and estimator is None and model_fingerprint(model, config.depth.input_size) != planned:
+            raise UsageError(f"--model {model} is not the model the job was planned with ({job.model})")
+        job = dataclasses.replace(job, settings=config.to_dict())
+    chunks = list(chunks)
+    todo = [c for c in chunks if check_chunk(job, c, work) is not None]
+    results = []
+    cache = None
+    started = {c.index for c in todo}
+    try:
+        for chunk in chunks:
+            t0 = time.perf_counter()
+            if chunk.index not in started:
+                results.append(ChunkResult(chunk.index, chunk.frames, True, 0.0))
+                if log:
+                    log(f"chunk {chunk.index}: already rendered, skipped")
+                if progress is not None:
+                    progress.done += chunk.frames
+                    progress.emit(chunk.index, "skipped")
+                continue
+            if estimator is None:
+                estimator, cache = open_estimator(job.input, config, None, depth_cache)
+
+            def tick(_: int, k: int = chunk.index) -> None:
+                if progress is not None:
+                    progress.frame(k)
+
+            n = render_chunk(job, chunk, work, estimator, on_frame=tick)
+            results.append(ChunkResult(chunk.index, n, False, time.perf_counter() - t0))
+            if progress is not None:
+                progress.emit(chunk.index, "chunk_done")
+            if log:
+                log(f"chunk {chunk.index}: {n} frames in {time.perf_counter() - t0:.1f} s")
+    finally:
+        if cache is not None:
+            cache.close()
+    return results
+
+
+# --------------------------------------------------------------------------------------------------- assemble
+
+
+def assemble(job: Job, output: str | Path, work_dir: str | Path | None = None) -> Path:
+    """Join the job's chunks into ``output`` without re-encoding, with the source's audio copied once.
+
+    Every chunk must be rendered and intact; those that are not are named (MediaError). The result has the frames,
+    timestamps and audio a single-pass ``convert`` writes; the file appears only when it is complete.
+    """
+    work = Path(work_dir) if work_dir is not None else job.default_work_dir
+    config = job.config
+    out_path = check_output_path(output, job.input, config.output.format)
+    problems = [(c.index, why) for c in job.chunks if (why := check_chunk(job, c, work)) is not None]
+    if problems:
+        listed = "; ".join(f"chunk {k}: {why}" for k, why in problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise MediaError(f"{len(problems)} of {len(job.chunks)} chunks are not rendered or not intact in {work}: "
+                         f"{listed}{more}; render them with `stereoconv render {job.path} --chunk K`")  # fmt: skip
+    info = probe(job.input)
+    media = config.media
+    with atomic_output(out_path) as tmp:
+        try:
+            out = av.open(str(tmp), mode="w", format=format_name(tmp))
+        except (av.error.FFmpegError, OSError) as exc:
+            raise StereoconvError(f"cannot create output file {out_path}: {exc}") from exc
+        try:
+            _remux(job, work, out, info, media.start, media.end)
+        finally:
+            out.close()
+    return out_path
+
+
+def _remux(job: Job, work: Path, out: av.container.OutputContainer, info: VideoInfo, start: float,
+           end: float | None) -> None:  # fmt: skip
+    config = job.config
+    tb = info.time_base
+    extradata = None
+    stream = None
+    audio = None
+    last_dts: int | None = None
+    try:
+        for chunk in job.chunks:
+            path, sidecar = chunk_paths(work, chunk.index)
+            exact = json.loads(sidecar.read_text())["pts"]
+            with av.open(str(path)) as src:
+                vin = src.streams.video[0]
+                if stream is None:
+                    stream = out.add_stream_from_template(vin)
+                    stream.time_base = tb
+                    tag_stereo_layout(stream, out.format.name, config.output, {}, info.sample_aspect_ratio)
+                    audio = AudioCopy(out, info.path, start, end) if info.audio_streams else None
+                    extradata = vin.codec_context.extradata
+                elif vin.codec_context.extradata != extradata:
+                    raise MediaError(f"chunk {chunk.index} was encoded with other encoder settings than chunk 0 "
+                                     "(its H.264 parameter sets differ): render every chunk with the same "
+                                     "stereoconv and settings")  # fmt: skip
+                packets = [p for p in src.demux(vin) if p.pts is not None]
+                for packet, pts, dts in _exact_timestamps(packets, exact, vin.time_base, last_dts, chunk.index):
+                    packet.pts, packet.dts = pts, dts
+                    if packet.duration:
+                        packet.duration = max(1, round(packet.duration * vin.time_base / tb))
+                    packet.time_base = tb
+                    packet.stream = stream
+                    out.mux(packet)
+                    last_dts = dts
+                    if audio is not None:
+                        audio.write_until(float(pts * tb) + 1.0)
+        if audio is not None:
+            audio.write_until(float("inf"))
+    except av.error.FFmpegError as exc:
+        raise StereoconvError(f"writing the output failed: {exc}") from exc
+    finally:
+        if audio is not None:
+            audio.close()
+
+
+def _exact_timestamps(
+    packets: list[av.Packet], exact: list[int], time_base: Fraction, last_dts: int | None, chunk: int
+) -> Iterator[tuple[av.Packet, int, int]]:
+    """(packet, pts, dts) in the source time base: the chunk's pts as the sidecar recorded them (the container
+    rounded them to its own time base), dts from the container's where it has them, else counted back from the
+    first frame; kept strictly increasing across chunk joins."""
+    if len(packets) != len(exact):
+        raise MediaError(f"chunk {chunk}: {len(packets)} frames in the file, {len(exact)} in its sidecar")
+    ranked = sorted(range(len(packets)), key=lambda i: packets[i].pts)
+    pts_of = {ranked[r]: exact[r] for r in range(len(exact))}
+    by_stored = {packets[i].pts: pts_of[i] for i in range(len(packets))}
+    step = exact[1] - exact[0] if len(exact) > 1 else 1
+    unknown = sum(1 for _ in _leading(p.dts is None for p in packets))
+    for i, packet in enumerate(packets):
+        pts = pts_of[i]
+        dts = by_stored.get(packet.dts) if packet.dts is not None else None
+        if dts is None:
+            dts = exact[0] - (unknown - i) * step if i < unknown else pts
+        if last_dts is not None and dts <= last_dts:
+            dts = last_dts + 1
+        if dts > pts:
+            raise MediaError(f"chunk {chunk}: frame {i}'s decode time falls after its display time at the join")
+        last_dts = dts
+        yield packet, pts, dts
+
+
+def _leading(flags: Iterable[bool]) -> Iterator[bool]:
+    for flag in flags:
+        if not flag:
+            return
+        yield flag
