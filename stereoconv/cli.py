@@ -94,6 +94,22 @@ def build_parser() -> argparse.ArgumentParser:
         "'stereoconv[report]')",
     )
     convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    resume = convert.add_argument_group(
+        "resumable conversion",
+        "with --work-dir, convert plans chunks into DIR, renders them one by one and joins them (as plan, render "
+        "and assemble do); run the same command again after a crash or Ctrl-C and the finished chunks are kept",
+    )  # fmt: skip
+    resume.add_argument("--work-dir", metavar="DIR", help="work directory: empty, absent, or holding this same "
+                        "conversion's unfinished work; removed after success")  # fmt: skip
+    resume.add_argument("--keep-work-dir", action="store_true", help="keep the work directory after success")
+    resume.add_argument("--chunk-seconds", metavar="S", type=float,
+                        help="target chunk length; a chunk ends on a scene cut within 25%% of it "
+                        "(default: 60)")  # fmt: skip
+    resume.add_argument("--backend", choices=("local", "ray"),
+                        help="local: render the chunks here, one by one (default); ray: on a Ray cluster (needs "
+                        "'stereoconv[ray]')")  # fmt: skip
+    resume.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to use (ray://HOST:10001, HOST:6379, "
+                        "auto; default: a local Ray for the run)")  # fmt: skip
     _settings_arguments(convert)
 
     preview = commands.add_parser(
@@ -227,11 +243,29 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .pipeline import convert
 
     config = load_config(args.preset, args.config, _overrides(args))
-    result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
-                     progress=not args.quiet)  # fmt: skip
+    if args.work_dir is None:
+        given = [flag for flag, value in (("--chunk-seconds", args.chunk_seconds), ("--backend", args.backend),
+                 ("--ray-address", args.ray_address), ("--keep-work-dir", args.keep_work_dir)) if value]  # fmt: skip
+        if given:
+            raise UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --work-dir")
+        result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
+                         progress=not args.quiet)  # fmt: skip
+    else:
+        try:
+            result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
+                             progress=not args.quiet, work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
+                             chunk_seconds=args.chunk_seconds or 60.0, backend=args.backend or "local",
+                             ray_address=args.ray_address)  # fmt: skip
+        except (KeyboardInterrupt, Terminated):
+            if os.path.isfile(os.path.join(args.work_dir, "job.json")):
+                print(f"stereoconv: finished chunks are kept in {args.work_dir}: run the same command again to "
+                      "resume", file=sys.stderr)  # fmt: skip
+            raise
     if not args.quiet:
         if result.depth_cache:
             print(result.depth_cache, file=sys.stderr)
+        if result.work:
+            print(result.work, file=sys.stderr)
         print(f"wrote {result.output}: {result.frames} frames, {len(result.cuts)} cuts, "
               f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
     return 0

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ class ConvertResult:
     cuts: list[int]
     seconds: float
     depth_cache: str | None = None  # what the depth cache did, e.g. "depth cache: 22 of 22 frames read, 0 computed"
+    work: str | None = None  # with a work directory: what it held and what became of it, e.g. "resumed: 3 of 5 ..."
 
     @property
     def fps(self) -> float:
@@ -316,6 +317,11 @@ def convert(
     report: str | Path | None = None,
     progress: bool = False,
     on_frame: Callable[[StereoFrame], None] | None = None,
+    work_dir: str | Path | None = None,
+    chunk_seconds: float = 60.0,
+    backend: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
+    keep_work_dir: bool = False,
 ) -> ConvertResult:
     """Convert ``input`` to a stereo 3D video at ``output``.
 
@@ -329,9 +335,29 @@ def convert(
     ``progress``: show a progress bar on stderr. ``on_frame``: called with each :class:`StereoFrame` once it is
     encoded (reports, progress hooks; an exception raised there aborts). The output file appears only when the
     conversion succeeded; on any failure or interruption nothing is left at the output path.
+
+    ``work_dir``: convert resumably, as a render farm does (:mod:`stereoconv.farm`): plan chunks of about
+    ``chunk_seconds`` into ``work_dir``, render those not yet rendered, assemble them into ``output``. Run again
+    after a crash or Ctrl-C with the same arguments, it keeps the chunks already rendered; a work directory holding
+    another conversion's plan (other input, settings, model or ``chunk_seconds``) or other files is refused. It is
+    removed after success unless ``keep_work_dir``. ``backend``: "local" renders the chunks here, one after the
+    other, with the model loaded once; "ray" on a Ray cluster (``ray_address``; needs ``stereoconv[ray]``).
+    ``report`` and ``on_frame`` need the single pass (no ``work_dir``). The output is the farm's: where a long shot
+    is split, the chunk after the split starts from a few seconds of pre-roll rather than the whole shot, so its
+    first frames can differ slightly from the single pass's.
     Raises :class:`~stereoconv.errors.StereoconvError` subclasses for user-facing problems.
     """
     config = config or PipelineConfig()
+    if work_dir is not None:
+        if report is not None or on_frame is not None:
+            raise UsageError("a report (--report) needs the single pass: convert without --work-dir")
+        from .farm import convert_in_work_dir
+
+        return convert_in_work_dir(input, output, config, work_dir, chunk_seconds=chunk_seconds, backend=backend,
+                                   ray_address=ray_address, keep_work_dir=keep_work_dir, estimator=estimator,
+                                   depth_cache=depth_cache, progress=progress)  # fmt: skip
+    if backend != "local" or ray_address is not None or keep_work_dir:
+        raise UsageError("--backend, --ray-address and --keep-work-dir need --work-dir")
     started = time.perf_counter()
     info = probe(input)
     out_path = check_output_path(output, input, config.output.format)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import types
 from collections.abc import Sequence
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from synth import SynthClip, make_clip
+from synth import SynthClip, make_clip, make_tiny_model
 from test_pipeline import audio_durations
 
 from stereoconv import MediaError, PipelineConfig, UsageError, convert
@@ -22,8 +27,10 @@ from stereoconv.farm import (
     chunks_for_frames,
     load_job,
     parse_frame_range,
+    pending_chunks,
     plan,
     render,
+    render_chunk,
     split_frames,
 )
 
@@ -199,3 +206,151 @@ def test_cli_plan_render_assemble_with_a_real_model(two_shot_clip, tiny_model, t
     frames, _ = decoded(tmp_path / "out.mkv")
     assert len(frames) == len(two_shot_clip.frames)
     assert main(["render", str(job), "--frames", "500-600"]) == 2
+
+
+# ---------------------------------------------------------------------------------- convert --work-dir (resume)
+
+
+def audio_packets(path: Path) -> list[tuple[int | None, bytes]]:
+    with av.open(str(path)) as container:
+        return [(p.pts, bytes(p)) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+def chunk_files(directory: Path) -> dict[str, tuple[int, int]]:
+    """Every finished chunk file (video and sidecar) by name: (inode, mtime in ns), which a re-render changes."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in directory.glob("chunk_*")}
+
+
+def test_convert_with_a_work_dir_resumes_after_a_kill_and_writes_what_an_uninterrupted_run_writes(
+    tiny_model, tmp_path, capsys
+):
+    clip = make_clip(tmp_path / "shots.mp4", (20, 18, 22, 16, 20), height=112, width=192, audio=True)
+    work = tmp_path / "work"
+
+    def command(output: Path, work_dir: Path) -> list[str]:
+        return ["convert", str(clip.path), str(output), "--model", str(tiny_model), "--set", "depth.input_size=56",
+                "--set", "output.crf=0", "--set", "output.pix_fmt=yuv444p", "--work-dir", str(work_dir),
+                "--chunk-seconds", "0.5", "--keep-work-dir"]  # fmt: skip
+
+    chunks_dir = work / "job.chunks"
+    proc = subprocess.Popen([sys.executable, "-m", "stereoconv", *command(tmp_path / "out.mkv", work), "-q"],
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(chunks_dir.glob("chunk_*.json"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # a sidecar appears (atomically) when its chunk is finished
+    proc.send_signal(signal.SIGKILL)  # no cleanup at all: as a crash or a power cut
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the conversion ended before it could be killed: {err}"
+    assert not (tmp_path / "out.mkv").exists()
+    job = load_job(work / "job.json")
+    finished = [k for k in range(len(job.chunks)) if k not in pending_chunks(job, chunks_dir)]
+    assert len(job.chunks) >= 6 and 2 <= len(finished) < len(job.chunks)
+    before = chunk_files(chunks_dir)
+
+    # The same command again: the finished chunks are kept as they are, the others rendered, the output written.
+    assert main(command(tmp_path / "out.mkv", work)) == 0
+    err = capsys.readouterr().err
+    assert f"resumed: {len(finished)} of {len(job.chunks)} chunks already done" in err
+    after = chunk_files(chunks_dir)
+    for k in finished:
+        for path in chunk_paths(chunks_dir, k):
+            assert after[path.name] == before[path.name], f"{path.name} was rendered again"
+    assert len(after) == 2 * len(job.chunks) and pending_chunks(job, chunks_dir) == []
+
+    # An uninterrupted run of the same command (without --keep-work-dir: its work directory is removed after).
+    other = tmp_path / "other-work"
+    assert main([*command(tmp_path / "uninterrupted.mkv", other)[:-1], "-q"]) == 0
+    assert not other.exists()
+    a, a_pts = decoded(tmp_path / "out.mkv")
+    b, b_pts = decoded(tmp_path / "uninterrupted.mkv")
+    assert len(a) == len(b) == len(clip.frames) and a_pts == b_pts
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    audio = audio_packets(tmp_path / "out.mkv")
+    assert audio and audio == audio_packets(tmp_path / "uninterrupted.mkv")
+
+
+def test_a_work_dir_of_another_conversion_is_refused(two_shot_clip, tiny_model, tmp_path, capsys):
+    cfg = settings(tiny_model)
+    work = tmp_path / "work"
+    first = convert(two_shot_clip.path, tmp_path / "a.mkv", cfg, estimator=KeyedOracle(two_shot_clip),
+                    work_dir=work, chunk_seconds=0.3, keep_work_dir=True)  # fmt: skip
+    assert first.frames == 22 and first.cuts == [12]
+    assert first.work == f"planned 3 chunks; work directory {work} kept"
+    kept = {p.relative_to(work): p.stat().st_mtime_ns for p in work.rglob("*")}
+
+    other_input = make_clip(tmp_path / "other.mp4", (12, 10), seed=5)
+    other_model = make_tiny_model(tmp_path / "other-model", seed=1)
+    refused = [
+        (other_input.path, cfg, 0.3, r"another input \("),
+        (two_shot_clip.path, settings(tiny_model, **{"stereo.max_positive_parallax": 2.0}), 0.3,
+         r"other settings \(stereo.max_positive_parallax\)"),
+        (two_shot_clip.path, settings(tiny_model, **{"media.start": 0.25}), 0.3, r"other settings \(media.start\)"),
+        (two_shot_clip.path, settings(other_model), 0.3, r"another model \("),
+        (two_shot_clip.path, cfg, 0.5, r"--chunk-seconds 0.3"),
+    ]  # fmt: skip
+    for source, config, seconds, why in refused:
+        with pytest.raises(UsageError, match=why + r".*use another or an empty work directory"):
+            convert(source, tmp_path / "b.mkv", config, estimator=KeyedOracle(two_shot_clip), work_dir=work,
+                    chunk_seconds=seconds)  # fmt: skip
+    assert not (tmp_path / "b.mkv").exists()
+    assert {p.relative_to(work): p.stat().st_mtime_ns for p in work.rglob("*")} == kept, "nothing was mixed"
+
+    # Another place for the same model or input, other runtime settings or device: the same conversion, resumed.
+    shutil.copytree(tiny_model, tmp_path / "model-copy")
+    same = settings(tmp_path / "model-copy", **{"runtime.render_workers": 1, "depth.device": "cpu"})
+    estimator = KeyedOracle(two_shot_clip)
+    again = convert(two_shot_clip.path, tmp_path / "c.mkv", same, estimator=estimator, work_dir=work,
+                    chunk_seconds=0.3)  # fmt: skip
+    assert again.work == f"resumed: 3 of 3 chunks already done; work directory {work} removed"
+    assert estimator.calls == 0 and not work.exists()
+    assert decoded(tmp_path / "c.mkv")[1] == decoded(tmp_path / "a.mkv")[1]
+
+    # A directory holding anything else is not a work directory; on the command line the refusal is one line.
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    code = main(["convert", str(two_shot_clip.path), str(tmp_path / "d.mkv"), "--model", str(tiny_model),
+                 "--work-dir", str(foreign), "-q"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "is not empty and holds no stereoconv plan; use another or an empty work directory" in err[0]
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"] and not (tmp_path / "d.mkv").exists()
+
+
+def test_work_dir_flags_need_a_work_dir_and_without_one_convert_is_the_single_pass(two_shot_clip, tmp_path, capsys):
+    out = tmp_path / "out.mkv"
+    assert main(["convert", str(two_shot_clip.path), str(out), "--chunk-seconds", "1", "--backend", "local"]) == 2
+    assert "--chunk-seconds, --backend need --work-dir" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="need --work-dir"):
+        convert(two_shot_clip.path, out, backend="ray")
+    with pytest.raises(UsageError, match="report"):
+        convert(two_shot_clip.path, out, work_dir=tmp_path / "w", report=tmp_path / "r.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_ray_backend_gets_the_pending_chunks(two_shot_clip, tiny_model, tmp_path, monkeypatch):
+    cfg = settings(tiny_model)
+    work = tmp_path / "work"
+    calls = []
+
+    def run_chunks(job, chunk_indices, work_dir, config, *, address=None, depth_cache=None, model=None, log=None):
+        calls.append((list(chunk_indices), work_dir, config, address))
+        for k in chunk_indices:
+            render_chunk(job, job.chunks[k], work_dir, KeyedOracle(two_shot_clip))
+
+    monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
+    monkeypatch.setitem(sys.modules, "stereoconv.ray_backend", types.SimpleNamespace(run_chunks=run_chunks))
+    # Chunk 1 already rendered (by a run before): the backend is given the others only.
+    work.mkdir()
+    job = plan(two_shot_clip.path, work / "job.json", cfg, chunk_seconds=0.3)
+    render(job, [job.chunks[1]], estimator=KeyedOracle(two_shot_clip))
+    result = convert(two_shot_clip.path, tmp_path / "out.mkv", cfg, work_dir=work, chunk_seconds=0.3,
+                     backend="ray", ray_address="ray://head:10001")  # fmt: skip
+    assert calls == [([0, 2], work / "job.chunks", cfg, "ray://head:10001")]
+    assert result.work.startswith("resumed: 1 of 3 chunks already done")
+    assert len(decoded(result.output)[0]) == 22
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    with pytest.raises(UsageError, match=r"^the ray backend needs `pip install 'stereoconv\[ray\]'`$"):
+        convert(two_shot_clip.path, tmp_path / "out2.mkv", cfg, work_dir=tmp_path / "w2", backend="ray")
+    assert not (tmp_path / "w2").exists()
