@@ -27,7 +27,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -57,7 +56,6 @@ from .media import (
 )
 from .packing import packed_size
 from .pipeline import (
-    ConvertResult,
     choose_synthesizer,
     open_estimator,
     plan_stage,
@@ -227,7 +225,7 @@ def plan(
         raise UsageError(f"--preroll-seconds must be 0 or more, got {preroll_seconds}")
     job_file = check_writable_file(job_path, "job manifest", (".json",))
     info = probe(input)
-    fingerprint = _input_fingerprint(info.path)
+    fingerprint = fingerprint_input(info.path)
     model_fp, note = None, None
     try:
         model_fp = model_fingerprint(config.depth.model, config.depth.input_size)
@@ -265,7 +263,7 @@ def plan(
     return job
 
 
-def _input_fingerprint(path: Path) -> str:
+def fingerprint_input(path: Path) -> str:
     from .cache import input_fingerprint
 
     return input_fingerprint(path)
@@ -318,7 +316,7 @@ def load_job(path: str | Path, *, check_input: bool = True) -> Job:
     if check_input:
         if not job.input.is_file():
             raise MediaError(f"the job's input is not there: {job.input} (planned in {path})")
-        if _input_fingerprint(job.input) != job.input_fingerprint:
+        if fingerprint_input(job.input) != job.input_fingerprint:
             raise MediaError(f"{job.input} is not the file this job was planned for (its content differs): a "
                              f"manifest for another input is refused; plan the job again")  # fmt: skip
     return job
@@ -399,7 +397,7 @@ def _pixel_settings(settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return json.loads(json.dumps(kept, sort_keys=True))
 
 
-def _settings_differ(job: Job, config: PipelineConfig) -> list[str]:
+def settings_differ(job: Job, config: PipelineConfig) -> list[str]:
     """Dotted keys whose values in ``config`` would render other pixels than the job's settings."""
     planned, given = _pixel_settings(job.settings), _pixel_settings(config.to_dict())
     return [f"{section}.{key}" for section in sorted(planned.keys() | given.keys())
@@ -412,7 +410,7 @@ def job_with_config(job: Job, config: PipelineConfig | None) -> Job:
     the planned model) may differ from the plan's; anything that would change the pixels may not (UsageError)."""
     if config is None:
         return job
-    differ = _settings_differ(job, config)
+    differ = settings_differ(job, config)
     if differ:
         raise UsageError(f"settings {', '.join(differ)} differ from the job's ({job.path}): plan the job again")
     depth = config.depth
@@ -695,176 +693,3 @@ def _leading(flags: Iterable[bool]) -> Iterator[bool]:
         if not flag:
             return
         yield flag
-
-
-# ------------------------------------------------------------------------------------- convert in a work directory
-
-WORK_MANIFEST = "job.json"
-BACKENDS = ("local", "ray")
-RAY_MISSING = "the ray backend needs `pip install 'stereoconv[ray]'`"
-
-
-def _ray_run_chunks() -> Callable[..., list[ChunkResult]]:
-    """The Ray backend's ``run_chunks``; UsageError (how to install it) when it or Ray is missing."""
-    try:
-        import ray  # noqa: F401 - fail here, before the plan's scan, not after it
-
-        from .ray_backend import run_chunks
-    except ModuleNotFoundError as exc:
-        if exc.name == "ray" or (exc.name or "").startswith(("ray.", "stereoconv.ray_backend")):
-            raise UsageError(RAY_MISSING) from exc
-        raise
-    return run_chunks
-
-
-def _is_partial(name: str) -> bool:
-    """A temporary file atomic_output left behind when the process was killed (never a finished file)."""
-    return name.startswith(".") and ".partial" in name
-
-
-def _plan_mismatch(job: Job, input: Path, config: PipelineConfig, chunk_seconds: float) -> str | None:
-    """Why the plan in a work directory is not the one this conversion would make, or None if it is."""
-    if _input_fingerprint(input) != job.input_fingerprint:
-        return f"another input ({job.input})"
-    differ = _settings_differ(job, config)
-    if differ:
-        return f"other settings ({', '.join(differ)})"
-    if job.model_fingerprint is not None:
-        try:
-            same_model = model_fingerprint(config.depth.model, config.depth.input_size) == job.model_fingerprint
-        except StereoconvError:
-            same_model = False
-    else:
-        same_model = config.depth.model == job.model
-    if not same_model:
-        return f"another model ({job.model})"
-    if job.chunk_seconds != chunk_seconds:
-        return f"--chunk-seconds {job.chunk_seconds:g}"
-    if job.preroll_seconds != DEFAULT_PREROLL_SECONDS:
-        return f"--preroll-seconds {job.preroll_seconds:g}"
-    return None
-
-
-def _work_dir_job(
-    info: VideoInfo, config: PipelineConfig, work: Path, chunk_seconds: float, progress: bool
-) -> tuple[Job, bool]:
-    """The job of ``work``: its plan when that is this conversion's (True), else a new plan if ``work`` is empty or
-    absent (False). A work directory holding anything else is refused: chunks of two conversions never mix."""
-    manifest = work / WORK_MANIFEST
-    other = "use another or an empty work directory"
-    if manifest.is_file():
-        try:
-            job = load_job(manifest, check_input=False)
-        except UsageError as exc:
-            raise UsageError(f"work directory {work} holds no usable plan ({exc}); {other}") from exc
-        why = _plan_mismatch(job, info.path, config, chunk_seconds)
-        if why is not None:
-            raise UsageError(f"work directory {work} holds the plan of a conversion with {why}; {other}")
-        return dataclasses.replace(job, input=info.path.resolve()), True
-    if work.exists() and not work.is_dir():
-        raise UsageError(f"--work-dir {work} is not a directory")
-    if work.is_dir() and any(not _is_partial(p.name) for p in work.iterdir()):
-        raise UsageError(f"work directory {work} is not empty and holds no stereoconv plan; {other}")
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create work directory {work}: {exc.strerror or exc}") from exc
-    return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress), False
-
-
-def _remove_work_dir(work: Path, job: Job) -> None:
-    """Remove what a conversion put in ``work`` (its plan, its chunks, temporary files a kill left), then ``work``
-    itself if that leaves it empty."""
-    import shutil
-
-    shutil.rmtree(job.default_work_dir, ignore_errors=True)
-    for path in work.iterdir():
-        if path.name == WORK_MANIFEST or _is_partial(path.name):
-            path.unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
-        work.rmdir()
-
-
-def convert_in_work_dir(
-    input: str | Path,
-    output: str | Path,
-    config: PipelineConfig,
-    work_dir: str | Path,
-    *,
-    chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    backend: str = "local",
-    ray_address: str | None = None,
-    keep_work_dir: bool = False,
-    estimator: DepthEstimator | None = None,
-    depth_cache: str | Path | None = None,
-    progress: bool = False,
-) -> ConvertResult:
-    """``convert`` as plan -> render -> assemble in ``work_dir``, resumable: see :func:`stereoconv.pipeline.convert`.
-
-    The plan goes to ``work_dir/job.json`` and the chunks to ``work_dir/job.chunks/`` (so ``stereoconv render`` and
-    ``assemble`` work on it too). A plan already there is reused when it is for the same input (by content), the
-    same settings (all but runtime and device), the same model (by fingerprint) and ``chunk_seconds``; chunks already
-    rendered and intact are kept. A work directory holding anything else is refused (UsageError). ``backend``:
-    "local" renders the chunks in order here with one estimator, loaded once; "ray" hands them to
-    :func:`stereoconv.ray_backend.run_chunks` (``ray_address``: the cluster). The output is assembled atomically;
-    then ``work_dir`` is removed unless ``keep_work_dir``. ``progress``: a bar and status lines on stderr.
-    """
-    if backend not in BACKENDS:
-        raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if ray_address is not None and backend != "ray":
-        raise UsageError("a Ray address needs the ray backend (--backend ray)")
-    if not chunk_seconds > 0:
-        raise UsageError(f"--chunk-seconds must be positive, got {chunk_seconds}")
-    run_chunks = _ray_run_chunks() if backend == "ray" else None
-    if run_chunks is not None and estimator is not None:
-        raise UsageError("the ray backend loads the configured model on its workers: it cannot use a given estimator")
-    from .pipeline import progress_bar
-
-    started = time.perf_counter()
-    say = _status_line if progress else (lambda line: None)
-    info = probe(input)
-    out_path = check_output_path(output, input, config.output.format)
-    work = Path(work_dir)
-    job, reused = _work_dir_job(info, config, work, chunk_seconds, progress)
-    chunks = job.default_work_dir
-    try:
-        chunks.mkdir(exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {chunks}: {exc.strerror or exc}") from exc
-    pending = pending_chunks(job, chunks, config)
-    done = len(job.chunks) - len(pending)
-    if reused:
-        note = f"resumed: {done} of {len(job.chunks)} chunks already done"
-    else:
-        note = f"planned {len(job.chunks)} chunks"
-    say(f"{note} (work directory {work})")
-    cache = None
-    try:
-        if run_chunks is not None:
-            if pending:
-                run_chunks(job, pending, chunks, config, address=ray_address, depth_cache=depth_cache, log=say)
-        elif pending:
-            estimator, cache = open_estimator(job.input, config, estimator, depth_cache)
-            rendering = job_with_config(job, config)
-            todo = sum(rendering.chunks[k].frames for k in pending)
-            with progress_bar(todo, progress, "converting") as bar:
-                for k in pending:
-                    render_chunk(rendering, rendering.chunks[k], chunks, estimator, on_frame=lambda _: bar.update())
-    finally:
-        if cache is not None:
-            cache.close()
-    assemble(job, out_path, chunks)
-    if keep_work_dir:
-        note += f"; work directory {work} kept"
-    else:
-        _remove_work_dir(work, job)
-        note += f"; work directory {work} removed"
-    summary = cache.stats.summary() if cache is not None else None
-    return ConvertResult(out_path, job.frames, list(job.cuts), time.perf_counter() - started, summary, note)
-
-
-def _status_line(line: str) -> None:
-    """A status line on stderr that does not break a progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stderr)

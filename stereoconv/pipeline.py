@@ -351,7 +351,7 @@ def convert(
     if work_dir is not None:
         if report is not None or on_frame is not None:
             raise UsageError("a report (--report) needs the single pass: convert without --work-dir")
-        from .farm import convert_in_work_dir
+        from .resume import convert_in_work_dir
 
         return convert_in_work_dir(input, output, config, work_dir, chunk_seconds=chunk_seconds, backend=backend,
                                    ray_address=ray_address, keep_work_dir=keep_work_dir, estimator=estimator,
