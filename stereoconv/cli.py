@@ -1,7 +1,7 @@
 """Command line: parses arguments, builds a config, calls the API, and turns errors into one line and an exit code.
 
-Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model load, 130 interrupted (Ctrl-C),
-143 terminated (SIGTERM).
+Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model load, 5 converted but frames were lost
+to a damaged input (``--strict`` makes that exit 3 with no output), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .config import (
     preset_names,
     to_toml,
 )
-from .errors import StereoconvError, UsageError
+from .errors import EXIT_COMPLETED_WITH_LOSSES, StereoconvError, UsageError
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stereoconv",
         description="Convert 2D video to stereoscopic 3D (monocular depth + DIBR).",
-        epilog="exit codes: 0 ok, 1 other error, 2 usage/config, 3 input media, 4 model load, 130 interrupted, "
-        "143 terminated",
+        epilog="exit codes: 0 ok, 1 other error, 2 usage/config, 3 input media, 4 model load, 5 converted but frames "
+        "were lost to a damaged input (see convert --strict), 130 interrupted, 143 terminated",
     )
     parser.add_argument("--version", action="version", version=f"stereoconv {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         "flicker, window violations, holes; FILE.json, or FILE.html with plots (needs "
         "'stereoconv[report]')",
     )
+    convert.add_argument("--audio", choices=("copy", "aac", "none"),
+                         help="audio streams: copy (default; re-encoded to AAC only where the container cannot hold "
+                         "the codec), aac (re-encode all) or none (drop)")  # fmt: skip
     convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    convert.add_argument("--strict", action="store_true", help="fail (exit 3, no output) if any frame of a damaged "
+                         "input cannot be decoded; by default what decodes is converted, the losses are listed and "
+                         "the exit code is 5 (media.strict)")  # fmt: skip
     resume = convert.add_argument_group(
         "resumable conversion",
         "with --work-dir, convert plans chunks into DIR, renders them one by one and joins them (as plan, render "
@@ -232,8 +238,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "depth.model": getattr(args, "model", None),
         "depth.device": getattr(args, "device", None),
         "output.format": getattr(args, "format", None),
+        "output.audio": getattr(args, "audio", None),
         "media.start": parse_time(args.start, "--start") if getattr(args, "start", None) else None,
         "media.end": parse_time(args.end, "--end") if getattr(args, "end", None) else None,
+        "media.strict": True if getattr(args, "strict", False) else None,
     }
     overrides.update({k: v for k, v in dedicated.items() if v is not None})
     return overrides
@@ -262,12 +270,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                       "resume", file=sys.stderr)  # fmt: skip
             raise
     if not args.quiet:
+        for note in result.notes:
+            print(f"stereoconv: {note}", file=sys.stderr)
         if result.depth_cache:
             print(result.depth_cache, file=sys.stderr)
         if result.work:
             print(result.work, file=sys.stderr)
         print(f"wrote {result.output}: {result.frames} frames, {len(result.cuts)} cuts, "
               f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
+    losses = getattr(result, "losses", None)
+    if losses:  # printed even with --quiet: the exit code alone does not say where
+        for line in losses.lines():
+            print(f"stereoconv: warning: {line}", file=sys.stderr)
+        print(f"stereoconv: completed with losses: {losses.summary()} (the input is damaged; --strict makes this "
+              f"an error); wrote {result.output}", file=sys.stderr)  # fmt: skip
+        return EXIT_COMPLETED_WITH_LOSSES
     return 0
 
 

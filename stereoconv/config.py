@@ -115,6 +115,8 @@ class MediaConfig(_Section):
     end: float | None = setting(None, "end of the range to convert (unset: to the end)", unit="s",
                                 range=(0.0, 1e7), kind=float)  # fmt: skip
     decode_threads: int = setting(0, "decoder threads (0: let FFmpeg choose)", range=(0, 64))
+    strict: bool = setting(False, "fail on a damaged input (any frame lost: exit 3, no output) instead of converting "
+                           "what decodes and exiting 5")  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Any:
@@ -222,6 +224,9 @@ class OutputConfig(_Section):
     crf: int = setting(18, "constant rate factor: lower is better quality and bigger", range=(0, 51))
     preset: str = setting("medium", "encoder speed preset", choices=X264_PRESETS)
     pix_fmt: str = setting("yuv420p", "output pixel format", choices=("yuv420p", "yuv444p"))
+    audio: str = setting("copy", "audio streams: copy (re-encoded to AAC only where the container cannot hold "
+                         "the codec), aac (re-encode all to AAC) or none (drop)",
+                         choices=("copy", "aac", "none"))  # fmt: skip
 
 
 @dataclass(frozen=True)

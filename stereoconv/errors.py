@@ -7,6 +7,9 @@ cause stays available to Python callers.
 
 from __future__ import annotations
 
+EXIT_COMPLETED_WITH_LOSSES = 5
+"""Exit code of a conversion that finished but lost frames to a damaged input (see ``media.strict``)."""
+
 
 class StereoconvError(Exception):
     """Base class of every error stereoconv raises on purpose. Exit code 1."""
@@ -27,7 +30,8 @@ class ConfigError(StereoconvError, ValueError):
 
 
 class MediaError(StereoconvError):
-    """The input cannot be read as a video: missing, empty, not media, no video stream, damaged. Exit code 3."""
+    """The input cannot be read as a video: missing, empty, not media, no video stream, damaged (with
+    ``media.strict``, any frame lost to damage). Exit code 3."""
 
     exit_code = 3
 

@@ -458,7 +458,7 @@ def render_chunk(
     Frames from the pre-roll go through cuts, depth, smoothing and planning but are not rendered or encoded.
     """
     config = job.config
-    info = dataclasses.replace(probe(job.input), audio_streams=0)  # chunks carry no audio: assemble adds it once
+    info = probe(job.input)  # the chunk is video only (VideoWriter video_only): assemble adds the rest once
     video, sidecar = chunk_paths(work_dir, chunk.index)
     runtime = config.runtime
     skip = chunk.first_frame - chunk.decode_first
@@ -474,7 +474,7 @@ def render_chunk(
     with (
         contextlib.closing(frames),
         atomic_output(video) as tmp,
-        VideoWriter(tmp, info, size, config.output, start=config.media.start) as writer,
+        VideoWriter(tmp, info, size, config.output, start=config.media.start, video_only=True) as writer,
         contextlib.closing(items),
     ):
         for item in items:

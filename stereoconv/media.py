@@ -13,7 +13,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -176,15 +176,66 @@ def to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.nda
                             interpolation=_SWS_FLAGS)  # fmt: skip
 
 
-def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, threads: int = 0) -> Iterator[Frame]:
+@dataclass
+class DecodeLosses:
+    """What a tolerant :func:`decode` could not deliver, filled in as it goes.
+
+    ``frames_lost``: about how many frames were lost (unreadable packets, or a stream ending before its declared
+    duration); ``ranges``: where, as ``(start, end)`` seconds; ``packets_failed``: packets the decoder rejected;
+    ``counts``: frames lost in each range; ``frames_damaged``: frames delivered but flagged corrupt by the decoder
+    (error-concealed pictures; informational: they are not counted as lost and do not fail a strict decode).
+    """
+
+    frames_lost: int = 0
+    ranges: list[tuple[float, float]] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)  # frames lost in each range
+    packets_failed: int = 0
+    frames_damaged: int = 0
+
+    def __bool__(self) -> bool:
+        return self.frames_lost > 0
+
+    def add(self, start: float, end: float, frames: int) -> None:
+        frames = max(frames, 1)
+        self.frames_lost += frames
+        self.ranges.append((start, max(end, start)))
+        self.counts.append(frames)
+
+    def lines(self) -> list[str]:
+        """One line per loss range, then one for the damaged frames if any."""
+        pairs = zip(self.ranges, self.counts, strict=True)
+        out = [f"lost about {n} frames between {a:.3f} s and {b:.3f} s" for (a, b), n in pairs]
+        if self.frames_damaged:
+            out.append(f"{self.frames_damaged} frames were decoded with errors (kept, possibly with artefacts)")
+        return out
+
+    def summary(self) -> str:
+        parts = [f"about {self.frames_lost} frames lost in {len(self.ranges)} ranges"] if self.frames_lost else []
+        if self.frames_damaged:
+            parts.append(f"{self.frames_damaged} damaged frames kept")
+        return ", ".join(parts) or "no frames lost"
+
+
+def decode(
+    info: VideoInfo,
+    start: float = 0.0,
+    end: float | None = None,
+    threads: int = 0,
+    losses: DecodeLosses | None = None,
+) -> Iterator[Frame]:
     """Yield the upright RGB frames of ``info.path`` whose timestamps fall in ``[start, end)`` seconds.
 
-    Frames keep the source pts and time base. Raises MediaError when decoding fails or the stream ends well before
-    its declared duration (a truncated file) - never a silent short output.
+    Frames keep the source pts and time base. Without ``losses`` (strict), raises MediaError when a packet cannot be
+    decoded or the stream ends well before its declared duration (a truncated file) - never a silent short output.
+    With a :class:`DecodeLosses`, packets that cannot be decoded are skipped and the frames lost (there and at a
+    truncated end) are recorded in it instead; MediaError is still raised when no frame at all can be decoded.
     """
     matrix, color_range = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
     count = 0
     last_time: float | None = None
+    step = 1.0 / info.fps if info.fps > 0 else 0.0
+    failed = 0  # packets failed since the last delivered frame
+    failed_from: float | None = None  # time of the first of them, if it had a timestamp
     with _open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -193,15 +244,45 @@ def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, thread
         if start_pts is not None:
             with contextlib.suppress(av.error.FFmpegError):
                 container.seek(start_pts + (stream.start_time or 0), stream=stream, backward=True)
-        try:
-            for frame in container.decode(stream):
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:  # the container itself is unreadable from here on
+                if losses is None:
+                    raise MediaError(f"{info.path}: reading failed {_where(count, last_time)}: {_reason(exc)}") from exc
+                break
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                if losses is None:
+                    where = _where(count, last_time)
+                    raise MediaError(f"{info.path}: decoding failed {where}: {_reason(exc)}") from exc
+                losses.packets_failed += 1
+                if packet.pts is not None and failed == 0:
+                    failed_from = float(packet.pts * stream.time_base)
+                failed += 1
+                continue
+            for frame in decoded:
                 if frame.pts is None:
                     continue
                 t = float(frame.pts * stream.time_base)
                 if t < start - 1e-6:
+                    failed, failed_from = 0, None  # before the range: not a loss of the conversion
                     continue
                 if end is not None and t >= end - 1e-6:
+                    failed = 0
                     break
+                if frame.is_corrupt and losses is not None:
+                    losses.frames_damaged += 1
+                if failed and losses is not None:
+                    begin = last_time + step if last_time is not None else max(start, failed_from or start)
+                    if failed_from is not None and last_time is not None:
+                        begin = max(begin, min(failed_from, t))
+                    losses.add(begin, t, max(failed, round((t - begin) * info.fps)) if step else failed)
+                failed, failed_from = 0, None
                 rgb = to_rgb(frame, matrix, color_range)
                 turns = _quarter_turns(frame.rotation)
                 if turns:
@@ -209,25 +290,41 @@ def decode(info: VideoInfo, start: float = 0.0, end: float | None = None, thread
                 yield Frame(index=count, rgb=rgb, pts=frame.pts, time_base=stream.time_base)
                 count += 1
                 last_time = t
-        except av.error.FFmpegError as exc:
-            where = f"after frame {count} ({last_time:.3f} s)" if last_time is not None else "at the first frame"
-            raise MediaError(f"{info.path}: decoding failed {where}: {_reason(exc)}") from exc
+            else:
+                continue
+            break
     if count == 0:
         raise MediaError(f"{info.path}: no video frame could be decoded in the requested range")
-    _check_complete(info, end, last_time)
+    tail = _check_complete(info, end, last_time, strict=losses is None)
+    if losses is not None and last_time is not None:
+        if tail is not None:
+            losses.add(last_time + step, tail, max(failed, round((tail - last_time) * info.fps) - 1))
+        elif failed:
+            losses.add(last_time + step, last_time + step * failed, failed)
 
 
-def _check_complete(info: VideoInfo, end: float | None, last_time: float | None) -> None:
-    """Raise MediaError if decoding stopped clearly before the end the container declares (a truncated file)."""
+def _where(count: int, last_time: float | None) -> str:
+    return f"after frame {count} ({last_time:.3f} s)" if last_time is not None else "at the first frame"
+
+
+def _check_complete(info: VideoInfo, end: float | None, last_time: float | None, strict: bool = True) -> float | None:
+    """Whether decoding stopped clearly before the end the container declares (a truncated file).
+
+    Strict: raise MediaError if so. Otherwise return the time the stream should have reached (None if complete).
+    """
     if info.duration is None or last_time is None or info.fps <= 0:
-        return
-    expected_last = min(info.duration, end if end is not None else info.duration) - 1.0 / info.fps
+        return None
+    declared_end = min(info.duration, end if end is not None else info.duration)
+    expected_last = declared_end - 1.0 / info.fps
     slack = max(3.0 / info.fps, 0.25)  # a few frames: declared durations are approximate
     if last_time < expected_last - slack:
-        raise MediaError(
-            f"{info.path}: the video stream ends at {last_time:.2f} s but the file declares "
-            f"{info.duration:.2f} s: the file is truncated or damaged"
-        )
+        if strict:
+            raise MediaError(
+                f"{info.path}: the video stream ends at {last_time:.2f} s but the file declares "
+                f"{info.duration:.2f} s: the file is truncated or damaged"
+            )
+        return declared_end
+    return None
 
 
 # ------------------------------------------------------------------------------------------------------ output
@@ -369,12 +466,13 @@ def tag_stereo_layout(
 
 
 class VideoWriter:
-    """Encode RGB frames to ``path`` and copy the source's audio streams alongside.
+    """Encode RGB frames to ``path`` and copy the source's audio and subtitle streams, chapters and global metadata
+    alongside (see :class:`AudioCopy`; ``config.audio`` says what becomes of audio), unless ``video_only``.
 
     Use as a context manager: the file is finished when the block succeeds and abandoned when it raises.
 
-    Audio packets are copied as they are (re-encoded to AAC only where the container cannot hold their codec) and
-    written in step with the video so the file is interleaved; timestamps of both are shifted by ``start``.
+    Audio and subtitle packets are written in step with the video so the file is interleaved; timestamps of all are
+    shifted by ``start``. ``notes``: what could not be carried over, and why (human-readable).
     """
 
     def __init__(
@@ -386,6 +484,7 @@ class VideoWriter:
         *,
         start: float = 0.0,
         end: float | None = None,
+        video_only: bool = False,
     ) -> None:
         width, height = size
         if width % 2 or height % 2:
@@ -398,11 +497,19 @@ class VideoWriter:
             raise StereoconvError(f"cannot create output file {path}: {_reason(exc)}") from exc
         try:
             self._video = self._add_video_stream(width, height, config)
-            self._audio = AudioCopy(self._out, info.path, start, end) if info.audio_streams else None
+            # A source without audio still gets its subtitles, chapters and metadata copied (audio mode "none");
+            # a video-only file (a render-farm chunk, which assembly joins with the source's streams) gets nothing.
+            audio = config.audio if info.audio_streams else "none"
+            self._audio = None if video_only else AudioCopy(self._out, info.path, start, end, audio=audio)
         except BaseException:
             self._out.close()
             raise
         self._start_pts = round(start / info.time_base)
+
+    @property
+    def notes(self) -> list[str]:
+        """What of the source could not be carried into the output, and why."""
+        return list(self._audio.notes) if self._audio is not None else []
 
     def _add_video_stream(self, width: int, height: int, config: OutputConfig) -> av.video.stream.VideoStream:
         if config.codec not in av.codecs_available:
@@ -476,33 +583,107 @@ class VideoWriter:
             self._out.close()
 
 
-class AudioCopy:
-    """Every audio stream of the source, copied (or re-encoded to AAC) into an output container."""
+# Global metadata the muxer writes itself, or that describes the source file rather than its content.
+_MUXER_METADATA = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration")
 
-    def __init__(self, out: av.container.OutputContainer, source: Path, start: float, end: float | None) -> None:
+
+class AudioCopy:
+    """What of the source besides its video goes into an output container: every audio stream (``audio``: "copy"
+    keeps the codec where the container can hold it, else re-encodes to AAC; "aac" re-encodes every one; "none"
+    drops them), every subtitle stream the container can hold (copied; the others are dropped with a note),
+    chapters (shifted by ``start``; those outside [start, end) dropped, the others clipped to it) and the global
+    metadata (title etc.). Streams keep their language and title tags and their disposition (default, forced, ...).
+
+    ``notes``: human-readable lines saying what was dropped or re-encoded, and why.
+    """
+
+    def __init__(
+        self,
+        out: av.container.OutputContainer,
+        source: Path,
+        start: float,
+        end: float | None,
+        *,
+        audio: str = "copy",
+    ) -> None:
         self._out = out
         self._src = _open_input(source)
         self._start, self._end = start, end
         self._map: dict[int, tuple[av.stream.Stream, bool]] = {}
         self._pending: av.Packet | None = None
+        self.notes: list[str] = []
+        try:
+            self._add_streams(audio)
+            self._copy_chapters()
+            for key, value in self._src.metadata.items():
+                if key.lower() not in _MUXER_METADATA:
+                    out.metadata.setdefault(key, value)
+        except BaseException:
+            self._src.close()
+            raise
+        copied = [s for s in self._src.streams if s.index in self._map]
+        if start > 0 and copied:
+            with contextlib.suppress(av.error.FFmpegError):
+                self._src.seek(round(start * av.time_base), backward=True)
+        self._packets = self._src.demux(*copied) if copied else iter(())
+
+    def _add_streams(self, audio: str) -> None:
+        out, muxer = self._out, self._out.format.name
+        supported = out.supported_codecs
         for stream in self._src.streams.audio:
-            copy = stream.codec_context.name in out.supported_codecs
+            if audio == "none":
+                break
+            codec = stream.codec_context.name
+            copy = audio == "copy" and codec in supported
             if copy:
                 ostream = out.add_stream_from_template(stream)
             else:
                 ostream = out.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
                 ostream.layout = stream.codec_context.layout
-            for key in ("language", "title", "handler_name"):
-                if key in stream.metadata:
-                    ostream.metadata[key] = stream.metadata[key]
+                if audio == "copy":
+                    self.notes.append(f"{_describe(stream)} re-encoded to AAC: {muxer} cannot hold {codec}")
+            self._keep_tags(stream, ostream)
             self._map[stream.index] = (ostream, copy)
-        if start > 0:
-            with contextlib.suppress(av.error.FFmpegError):
-                self._src.seek(round(start * av.time_base), backward=True)
-        self._packets = self._src.demux(*self._src.streams.audio)
+        if audio == "none" and self._src.streams.audio:
+            self.notes.append(f"{len(self._src.streams.audio)} audio stream(s) dropped (audio = none)")
+        for stream in self._src.streams.subtitles:
+            codec = stream.codec_context.name
+            if codec not in supported:
+                self.notes.append(f"{_describe(stream)} dropped: {muxer} cannot hold {codec} subtitles "
+                                  "(write .mkv to keep them)")  # fmt: skip
+                continue
+            try:
+                ostream = out.add_stream_from_template(stream)
+            except (av.error.FFmpegError, ValueError) as exc:
+                self.notes.append(f"{_describe(stream)} dropped: {_reason(exc)}")
+                continue
+            self._keep_tags(stream, ostream)
+            self._map[stream.index] = (ostream, True)
+
+    @staticmethod
+    def _keep_tags(stream: av.stream.Stream, ostream: av.stream.Stream) -> None:
+        for key in ("language", "title", "handler_name"):
+            if key in stream.metadata:
+                ostream.metadata[key] = stream.metadata[key]
+        ostream.disposition = stream.disposition
+
+    def _copy_chapters(self) -> None:
+        chapters = []
+        for chapter in self._src.chapters():
+            tb = chapter["time_base"]
+            begin, finish = float(chapter["start"] * tb), float(chapter["end"] * tb)
+            if finish <= self._start or (self._end is not None and begin >= self._end):
+                continue
+            if self._end is not None:
+                finish = min(finish, self._end)
+            shift = round(self._start / tb)
+            chapters.append({**chapter, "start": max(0, chapter["start"] - shift),
+                             "end": round(finish / tb) - shift})  # fmt: skip
+        if chapters:
+            self._out.set_chapters(chapters)
 
     def write_until(self, t: float) -> None:
-        """Mux the source's audio up to ``t`` seconds of output time."""
+        """Mux the source's audio and subtitles up to ``t`` seconds of output time."""
         while True:
             packet = self._pending or next(self._packets, None)
             self._pending = None
@@ -520,6 +701,7 @@ class AudioCopy:
 
     def _write(self, packet: av.Packet) -> None:
         ostream, copy = self._map[packet.stream.index]
+        kind = packet.stream.type
         shift = round(self._start / packet.time_base)
         try:
             if copy:
@@ -533,7 +715,7 @@ class AudioCopy:
                     frame.pts = None if frame.pts is None else frame.pts - shift
                     self._out.mux(ostream.encode(frame))
         except av.error.FFmpegError as exc:
-            raise StereoconvError(f"writing audio stream {packet.stream.index} failed: {_reason(exc)}") from exc
+            raise StereoconvError(f"writing {kind} stream {packet.stream.index} failed: {_reason(exc)}") from exc
 
     def close(self) -> None:
         try:
@@ -542,3 +724,10 @@ class AudioCopy:
                     self._out.mux(ostream.encode(None))
         finally:
             self._src.close()
+
+
+def _describe(stream: av.stream.Stream) -> str:
+    """E.g. 'subtitle stream 3 (subrip, eng, "Commentary")'."""
+    details = [stream.codec_context.name, stream.metadata.get("language"), stream.metadata.get("title")]
+    details[2] = f'"{details[2]}"' if details[2] else None
+    return f"{stream.type} stream {stream.index} ({', '.join(d for d in details if d)})"

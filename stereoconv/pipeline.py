@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -28,7 +28,7 @@ from .config import PipelineConfig
 from .depth import DepthEstimator, load_estimator
 from .dibr import synthesize_view, torch_synthesizer
 from .errors import StereoconvError, UsageError
-from .media import Frame, VideoInfo, VideoWriter, atomic_output, check_output_path, decode, probe
+from .media import DecodeLosses, Frame, VideoInfo, VideoWriter, atomic_output, check_output_path, decode, probe
 from .packing import pack, packed_size
 from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
 from .report import ShotReport, check_report_path
@@ -49,6 +49,8 @@ class ConvertResult:
     seconds: float
     depth_cache: str | None = None  # what the depth cache did, e.g. "depth cache: 22 of 22 frames read, 0 computed"
     work: str | None = None  # with a work directory: what it held and what became of it, e.g. "resumed: 3 of 5 ..."
+    losses: DecodeLosses | None = None  # frames lost to a damaged input (single pass, not media.strict)
+    notes: list[str] = field(default_factory=list)  # what of the source was dropped or re-encoded, and why
 
     @property
     def fps(self) -> float:
@@ -368,7 +370,8 @@ def convert(
     media = config.media
     cuts: list[int] = []
     count = 0
-    frames = threaded(decode(info, media.start, media.end, media.decode_threads))
+    losses = None if media.strict else DecodeLosses()
+    frames = threaded(decode(info, media.start, media.end, media.decode_threads, losses))
     size = packed_size(info.width, info.height, config.output.format)
     total = expected_frames(info, media.start, media.end)
     with (
@@ -395,7 +398,8 @@ def convert(
     if shots is not None and report_path is not None:
         shots.write(report_path)
     summary = cache.stats.summary() if cache is not None else None
-    return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary)
+    return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
+                         notes=writer.notes)  # fmt: skip
 
 
 def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, progress: bool = False) -> SceneList:

@@ -49,7 +49,7 @@ def make_audio_only(path: Path) -> None:
         out.mux(stream.encode(None))
 
 
-@pytest.mark.parametrize("kind", ["missing", "empty", "text", "audio-only", "truncated-mp4", "truncated-mkv",
+@pytest.mark.parametrize("kind", ["missing", "empty", "text", "audio-only", "truncated-mp4", "truncated-mkv-strict",
                                   "directory"])  # fmt: skip
 def test_bad_input_gives_one_line_exit_3_and_no_output(kind, tmp_path, tiny_model, capsys):
     expected = {
@@ -58,10 +58,10 @@ def test_bad_input_gives_one_line_exit_3_and_no_output(kind, tmp_path, tiny_mode
         "text": "cannot read",
         "audio-only": "has no video stream",
         "truncated-mp4": "cannot read",
-        "truncated-mkv": "truncated or damaged",
+        "truncated-mkv-strict": "truncated or damaged",
         "directory": "is a directory",
     }[kind]
-    source = tmp_path / {"truncated-mkv": "in.mkv", "audio-only": "in.m4a"}.get(kind, "in.mp4")
+    source = tmp_path / {"truncated-mkv-strict": "in.mkv", "audio-only": "in.m4a"}.get(kind, "in.mp4")
     if kind == "empty":
         source.touch()
     elif kind == "text":
@@ -77,10 +77,30 @@ def test_bad_input_gives_one_line_exit_3_and_no_output(kind, tmp_path, tiny_mode
     out = tmp_path / "out.mp4"
     keep = {p.name for p in tmp_path.iterdir()}
 
-    code, _, err = run_cli(capsys, "convert", str(source), str(out), "--model", str(tiny_model), *TINY)
+    strict = ["--strict"] if kind.endswith("-strict") else []
+    code, _, err = run_cli(capsys, "convert", str(source), str(out), "--model", str(tiny_model), *TINY, *strict)
     assert code == 3
     assert_one_line_error(err, expected)
     assert_nothing_written(tmp_path, keep)
+
+
+def test_truncated_input_converts_what_decodes_and_exits_5(tmp_path, tiny_model, capsys):
+    source = tmp_path / "in.mkv"
+    make_clip(source, (30, 30), audio=True)
+    data = source.read_bytes()
+    source.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.mp4"
+
+    code, _, err = run_cli(capsys, "convert", str(source), str(out), "--model", str(tiny_model), *TINY)
+    assert code == 5, err
+    assert err[-1].startswith("stereoconv: completed with losses: about "), err
+    warnings = [line for line in err if line.startswith("stereoconv: warning: lost about ")]
+    assert len(warnings) == 1, err
+    lost = int(warnings[0].split("lost about ")[1].split()[0])
+    with av.open(str(out)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert 0 < frames < 60
+    assert abs(frames + lost - 60) <= 2, (frames, lost)
 
 
 def test_missing_output_directory_is_a_usage_error(two_shot_clip, tmp_path, tiny_model, capsys):
