@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--strict", action="store_true", help="fail (exit 3, no output) if any frame of a damaged "
                          "input cannot be decoded; by default what decodes is converted, the losses are listed and "
                          "the exit code is 5 (media.strict)")  # fmt: skip
+    convert.add_argument("--deinterlace", action="store_true", help="deinterlace an interlaced input (FFmpeg bwdif) "
+                         "before depth estimation (media.deinterlace)")  # fmt: skip
     resume = convert.add_argument_group(
         "resumable conversion",
         "with --work-dir, convert plans chunks into DIR, renders them one by one and joins them (as plan, render "
@@ -242,6 +244,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "media.start": parse_time(args.start, "--start") if getattr(args, "start", None) else None,
         "media.end": parse_time(args.end, "--end") if getattr(args, "end", None) else None,
         "media.strict": True if getattr(args, "strict", False) else None,
+        "media.deinterlace": True if getattr(args, "deinterlace", False) else None,
     }
     overrides.update({k: v for k, v in dedicated.items() if v is not None})
     return overrides

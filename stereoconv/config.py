@@ -117,6 +117,8 @@ class MediaConfig(_Section):
     decode_threads: int = setting(0, "decoder threads (0: let FFmpeg choose)", range=(0, 64))
     strict: bool = setting(False, "fail on a damaged input (any frame lost: exit 3, no output) instead of converting "
                            "what decodes and exiting 5")  # fmt: skip
+    deinterlace: bool = setting(False, "deinterlace every frame (FFmpeg bwdif) before depth estimation; for "
+                                "interlaced sources (convert notes when the input is)")  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> Any:
@@ -214,16 +216,23 @@ class StereoConfig(_Section):
                                     "of the screen")  # fmt: skip
 
 
+# Encoders output.codec may name (whether this FFmpeg build has each is checked when the output is opened).
+ENCODERS = ("libx264", "libx265", "h264_nvenc", "hevc_nvenc", "prores_ks", "ffv1")
+PIX_FMTS = ("yuv420p", "yuv444p", "yuv420p10le", "yuv422p10le", "yuv444p10le", "source")
+
+
 @dataclass(frozen=True)
 class OutputConfig(_Section):
     """Stereo layout and encoder."""
 
     section: ClassVar[str] = "output"
     format: str = setting("half-sbs", "stereo layout", choices=LAYOUTS)
-    codec: str = setting("libx264", "video encoder (FFmpeg name)")
+    codec: str = setting("libx264", "video encoder (FFmpeg name; prores_ks needs .mov/.mkv, ffv1 needs .mkv)",
+                         choices=ENCODERS)  # fmt: skip
     crf: int = setting(18, "constant rate factor: lower is better quality and bigger", range=(0, 51))
     preset: str = setting("medium", "encoder speed preset", choices=X264_PRESETS)
-    pix_fmt: str = setting("yuv420p", "output pixel format", choices=("yuv420p", "yuv444p"))
+    pix_fmt: str = setting("yuv420p", "output pixel format; 'source': 10-bit (yuv420p10le) when the source is "
+                           "10-bit or more, else yuv420p (prores_ks: yuv422p10le)", choices=PIX_FMTS)  # fmt: skip
     audio: str = setting("copy", "audio streams: copy (re-encoded to AAC only where the container cannot hold "
                          "the codec), aac (re-encode all to AAC) or none (drop)",
                          choices=("copy", "aac", "none"))  # fmt: skip

@@ -192,7 +192,7 @@ def _scan(info: VideoInfo, config: PipelineConfig, progress: bool) -> tuple[list
     media = config.media
     pts: list[int] = []
     cuts: list[int] = []
-    frames = threaded(decode(info, media.start, media.end, media.decode_threads))
+    frames = threaded(decode(info, media.start, media.end, media.decode_threads, deinterlace=media.deinterlace))
     total = expected_frames(info, media.start, media.end)
     with contextlib.closing(frames), progress_bar(total, progress, "planning") as bar:
         for frame, is_cut in with_cuts(frames, make_detector(config.scenes)):
@@ -462,7 +462,15 @@ def render_chunk(
     video, sidecar = chunk_paths(work_dir, chunk.index)
     runtime = config.runtime
     skip = chunk.first_frame - chunk.decode_first
-    frames = threaded(decode(info, chunk.decode_start, chunk.decode_end, config.media.decode_threads))
+    frames = threaded(
+        decode(
+            info,
+            chunk.decode_start,
+            chunk.decode_end,
+            config.media.decode_threads,
+            deinterlace=config.media.deinterlace,
+        )
+    )
     depth = threaded(with_depth(_with_known_cuts(frames, set(job.cuts), chunk.decode_first), estimator),
                      runtime.queue_frames, name="stereoconv-depth")  # fmt: skip
     rendered = render_stage(plan_stage(depth, config), config.output.format, choose_synthesizer(config, estimator),

@@ -22,7 +22,7 @@ import av.error
 import numpy as np
 from av.video.reformatter import Colorspace, Interpolation
 
-from .config import OutputConfig
+from .config import ENCODERS, PIX_FMTS, OutputConfig
 from .errors import MediaError, StereoconvError, UsageError
 
 # AVColorSpace (frame/stream tag) -> swscale matrix.
@@ -57,6 +57,8 @@ class VideoInfo:
     color_primaries: int
     color_trc: int
     audio_streams: int
+    interlaced: bool = False  # the stream is coded as fields (field order, or the first frame's interlaced flag)
+    field_order: str = "progressive"  # "top field first", "bottom field first", or "progressive"
 
     @property
     def display_aspect_ratio(self) -> float:
@@ -117,7 +119,15 @@ def probe(path: str | Path) -> VideoInfo:
         cc = stream.codec_context
         if not cc.width or not cc.height:
             raise MediaError(f"{path}: the video stream has no picture size (damaged header?)")
-        rotation = _stream_rotation(container, stream)
+        if cc.width < MIN_SIZE[0] or cc.height < MIN_SIZE[1]:
+            raise MediaError(f"{path}: the video is {cc.width}x{cc.height}, too small to convert "
+                             f"(the smallest is {MIN_SIZE[0]}x{MIN_SIZE[1]})")  # fmt: skip
+        first = _first_frame(container, stream)
+        rotation = _quarter_turns(first.rotation) * 90
+        field_order = _FIELD_ORDERS.get(int(cc.field_order or 0))
+        if field_order in (None, "progressive") and first.interlaced_frame:  # unknown or mislabelled: the frame says
+            field_order = "top field first" if getattr(first, "top_field_first", True) else "bottom field first"
+        field_order = field_order or "progressive"
         width, height = cc.width, cc.height
         sar = stream.sample_aspect_ratio or Fraction(1)
         if rotation % 180:
@@ -139,14 +149,21 @@ def probe(path: str | Path) -> VideoInfo:
             colorspace=int(cc.colorspace), color_range=int(cc.color_range),
             color_primaries=int(cc.color_primaries), color_trc=int(cc.color_trc),
             audio_streams=len(container.streams.audio),
+            interlaced=field_order != "progressive", field_order=field_order,
         )  # fmt: skip
 
 
-def _stream_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """Rotation (degrees counter-clockwise, multiple of 90) from the display matrix the decoder attaches."""
+MIN_SIZE = (16, 16)  # smallest frame (width, height) converted: below it depth, DIBR and packing are meaningless
+# AVFieldOrder -> description; AV_FIELD_UNKNOWN (0) is absent: decided from the first frame instead.
+_FIELD_ORDERS = {1: "progressive", 2: "top field first", 3: "bottom field first", 4: "top field first",
+                 5: "bottom field first"}  # fmt: skip
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> av.VideoFrame:
+    """The first decodable frame (its display matrix gives the rotation, its flags the interlacing)."""
     try:
         for frame in container.decode(stream):
-            return _quarter_turns(frame.rotation) * 90
+            return frame
     except av.error.FFmpegError as exc:
         raise MediaError(f"{container.name}: cannot decode the first video frame: {_reason(exc)}") from exc
     raise MediaError(f"{container.name}: the video stream holds no decodable frame")
@@ -171,9 +188,107 @@ def rgb_matrix(colorspace: int, color_range: int, pix_fmt: str, width: int, heig
 
 
 def to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.ndarray:
-    """A decoded frame as uint8 HxWx3 RGB in stored orientation (10-bit sources are rounded to 8 bits)."""
+    """A decoded frame as uint8 HxWx3 RGB in stored orientation (10-bit sources are rounded to 8 bits).
+
+    HDR frames (PQ or HLG transfer, see :func:`is_hdr`) are tone-mapped to SDR BT.709 by :func:`tone_map_to_sdr`:
+    the depth model sees a normal picture, and the output is rendered from these SDR frames (tagged BT.709 SDR).
+    """
+    deep = _deep_yuv_to_rgb(frame, matrix, color_range)
+    if deep is not None and is_hdr(frame.color_trc):
+        return tone_map_to_sdr(deep, frame.color_trc, frame.color_primaries)
+    if deep is not None:
+        return np.clip(np.rint(deep * 255.0), 0, 255).astype(np.uint8)
+    if is_hdr(frame.color_trc):
+        rgb = frame.to_ndarray(format="rgb48le", src_colorspace=matrix, src_color_range=color_range,
+                               interpolation=_SWS_FLAGS)  # fmt: skip
+        return tone_map_to_sdr(rgb.astype(np.float32) / 65535.0, frame.color_trc, frame.color_primaries)
     return frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=color_range,
                             interpolation=_SWS_FLAGS)  # fmt: skip
+
+
+# Luma coefficients (Kr, Kb) of each swscale matrix.
+_KR_KB = {Colorspace.ITU709: (0.2126, 0.0722), Colorspace.ITU601: (0.299, 0.114), Colorspace.FCC: (0.30, 0.11),
+          Colorspace.SMPTE240M: (0.212, 0.087), Colorspace.BT2020: (0.2627, 0.0593)}  # fmt: skip
+_DEEP_YUV = {"yuv420p10le": (10, 1, 1), "yuv422p10le": (10, 1, 0), "yuv444p10le": (10, 0, 0),
+             "yuv420p12le": (12, 1, 1), "yuv422p12le": (12, 1, 0), "yuv444p12le": (12, 0, 0)}  # fmt: skip
+
+
+def _deep_yuv_to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.ndarray | None:
+    """A planar 10/12-bit YUV frame as float32 HxWx3 RGB in [0, 1] (non-linear), or None for other formats.
+
+    Done here rather than by swscale, whose high-bit-depth to RGB conversion is off by up to two 8-bit levels
+    (10-bit limited-range 504, an 8-bit 128, comes out as 126; white 940 as 253). Chroma is upsampled by repetition.
+    """
+    layout = _DEEP_YUV.get(frame.format.name)
+    if layout is None or matrix not in _KR_KB:
+        return None
+    bits, sx, sy = layout
+    w, h = frame.width, frame.height
+    planes = []
+    for i, plane in enumerate(frame.planes):
+        pw, ph = (-(-w >> sx), -(-h >> sy)) if i else (w, h)
+        a = np.frombuffer(plane, np.uint16).reshape(-1, plane.line_size // 2)[:ph, :pw].astype(np.float32)
+        if i:
+            a = np.repeat(np.repeat(a, 1 << sy, axis=0), 1 << sx, axis=1)[:h, :w]
+        planes.append(a)
+    scale = float(1 << (bits - 8))
+    if color_range == _AVCOL_RANGE_JPEG:
+        full = float((1 << bits) - 1)
+        y, cb, cr = planes[0] / full, (planes[1] - 128 * scale) / full, (planes[2] - 128 * scale) / full
+    else:
+        y = (planes[0] - 16 * scale) / (219 * scale)
+        cb, cr = (planes[1] - 128 * scale) / (224 * scale), (planes[2] - 128 * scale) / (224 * scale)
+    kr, kb = _KR_KB[matrix]
+    kg = 1.0 - kr - kb
+    r = y + 2 * (1 - kr) * cr
+    b = y + 2 * (1 - kb) * cb
+    g = (y - kr * r - kb * b) / kg
+    return np.clip(np.stack([r, g, b], axis=-1), 0.0, 1.0)
+
+
+# AVColorTransferCharacteristic values of the HDR transfers.
+_TRC_PQ, _TRC_HLG = 16, 18  # SMPTE ST 2084, ARIB STD-B67
+_PRIMARIES_BT2020 = 9
+# Linear-light BT.2020 RGB -> BT.709 RGB (ITU-R BT.2087).
+_BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]],
+                            dtype=np.float32)  # fmt: skip
+_SDR_WHITE_NITS = 203.0  # HDR reference white (ITU-R BT.2408): becomes SDR's linear 1.0 before the curve
+_HDR_PEAK_NITS = 1000.0  # brightest level kept: brighter highlights clip to SDR white
+_HLG_PEAK_NITS = 1000.0  # nominal display peak for HLG's OOTF
+
+
+def is_hdr(color_trc: int) -> bool:
+    """Whether an AVColorTransferCharacteristic tag is an HDR transfer (PQ or HLG)."""
+    return int(color_trc) in (_TRC_PQ, _TRC_HLG)
+
+
+def tone_map_to_sdr(rgb: np.ndarray, color_trc: int, color_primaries: int) -> np.ndarray:
+    """HDR non-linear RGB (float HxWx3 in [0, 1], PQ or HLG coded) -> uint8 SDR RGB, BT.709 primaries and OETF.
+
+    Simple and global: to display light in nits (PQ EOTF; HLG inverse OETF with its OOTF for a 1000-nit display),
+    BT.2020 -> BT.709 gamut in linear light, reference white (203 nits) to 1.0, an extended Reinhard curve on
+    luminance (1000 nits and above become white, hue kept), then the BT.709 OETF. A PQ 100-nit grey becomes about
+    146 of 255. Not a grading-quality tone map: it is what the depth model and the SDR output are made from.
+    """
+    e = np.clip(rgb.astype(np.float32, copy=False), 0.0, 1.0)
+    if int(color_trc) == _TRC_PQ:
+        m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+        p = e ** (1.0 / m2)
+        nits = 10000.0 * (np.maximum(p - c1, 0.0) / (c2 - c3 * p)) ** (1.0 / m1)
+    else:  # HLG
+        a, b, c = 0.17883277, 0.28466892, 0.55991073
+        scene = np.where(e <= 0.5, e * e / 3.0, (np.exp((e - c) / a) + b) / 12.0)
+        ys = scene @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)
+        nits = _HLG_PEAK_NITS * scene * (np.maximum(ys, 1e-6) ** 0.2)[..., None]
+    if int(color_primaries) == _PRIMARIES_BT2020:
+        nits = np.maximum(nits @ _BT2020_TO_BT709.T, 0.0)
+    x = nits / _SDR_WHITE_NITS
+    lum = x @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+    white = _HDR_PEAK_NITS / _SDR_WHITE_NITS
+    mapped = lum * (1.0 + lum / (white * white)) / (1.0 + lum)
+    linear = np.clip(x * (mapped / np.maximum(lum, 1e-6))[..., None], 0.0, 1.0)
+    v = np.where(linear < 0.018, 4.5 * linear, 1.099 * linear**0.45 - 0.099)
+    return np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -222,6 +337,7 @@ def decode(
     end: float | None = None,
     threads: int = 0,
     losses: DecodeLosses | None = None,
+    deinterlace: bool = False,
 ) -> Iterator[Frame]:
     """Yield the upright RGB frames of ``info.path`` whose timestamps fall in ``[start, end)`` seconds.
 
@@ -229,6 +345,7 @@ def decode(
     decoded or the stream ends well before its declared duration (a truncated file) - never a silent short output.
     With a :class:`DecodeLosses`, packets that cannot be decoded are skipped and the frames lost (there and at a
     truncated end) are recorded in it instead; MediaError is still raised when no frame at all can be decoded.
+    ``deinterlace``: run every frame through FFmpeg's ``bwdif`` (one frame out per frame in, timestamps kept).
     """
     matrix, color_range = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
     count = 0
@@ -245,6 +362,7 @@ def decode(
             with contextlib.suppress(av.error.FFmpegError):
                 container.seek(start_pts + (stream.start_time or 0), stream=stream, backward=True)
         packets = container.demux(stream)
+        fields = _Deinterlacer(stream) if deinterlace else None
         while True:
             try:
                 packet = next(packets)
@@ -265,6 +383,8 @@ def decode(
                     failed_from = float(packet.pts * stream.time_base)
                 failed += 1
                 continue
+            if fields is not None:
+                decoded = fields.filter(decoded, final=packet.size == 0)
             for frame in decoded:
                 if frame.pts is None:
                     continue
@@ -301,6 +421,55 @@ def decode(
             losses.add(last_time + step, tail, max(failed, round((tail - last_time) * info.fps) - 1))
         elif failed:
             losses.add(last_time + step, last_time + step * failed, failed)
+
+
+class _Deinterlacer:
+    """FFmpeg's ``bwdif`` through a PyAV filter graph: one frame out per frame in, each with its input's pts.
+
+    The filter looks one frame ahead, so output lags input by a frame until ``final`` flushes it.
+    """
+
+    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+        self._stream = stream
+        self._graph: av.filter.Graph | None = None
+        self._pts: list[int | None] = []
+
+    def _build(self, frame: av.VideoFrame) -> av.filter.Graph:
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                  time_base=self._stream.time_base)  # fmt: skip
+        chain = [source, graph.add("bwdif", "mode=send_frame:parity=auto:deint=all"), graph.add("buffersink")]
+        chain[0].link_to(chain[1])
+        chain[1].link_to(chain[2])
+        graph.configure()
+        return graph
+
+    def filter(self, frames: list[av.VideoFrame], final: bool = False) -> list[av.VideoFrame]:
+        out: list[av.VideoFrame] = []
+        try:
+            for frame in frames:
+                if self._graph is None:
+                    self._graph = self._build(frame)
+                self._pts.append(frame.pts)
+                self._graph.vpush(frame)
+                out += self._pull()
+            if final and self._graph is not None:
+                self._graph.vpush(None)
+                out += self._pull()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise MediaError(f"deinterlacing failed (bwdif): {_reason(exc)}") from exc
+        for frame in out:
+            frame.pts, frame.time_base = self._pts.pop(0), self._stream.time_base
+        return out
+
+    def _pull(self) -> list[av.VideoFrame]:
+        assert self._graph is not None
+        pulled = []
+        while True:
+            try:
+                pulled.append(self._graph.vpull())
+            except (av.error.BlockingIOError, av.error.EOFError):
+                return pulled
 
 
 def _where(count: int, last_time: float | None) -> str:
@@ -465,6 +634,39 @@ def tag_stereo_layout(
         options["x264-params"] = f"frame-packing={_X264_FRAME_PACKING[config.format]}"
 
 
+# What each encoder's output file may be (by muxer); encoders not listed go in any container FFmpeg allows.
+_ENCODER_CONTAINERS = {"prores_ks": ("mov", "matroska"), "ffv1": ("matroska",)}
+
+
+def output_pix_fmt(config: OutputConfig, info: VideoInfo, path: Path) -> str:
+    """The pixel format to encode with: ``config.pix_fmt`` ('source': yuv420p10le, or yuv444p10le for a 4:4:4
+    source, when the source has more than 8 bits, else yuv420p; prores_ks: yuv422p10le), after checking that the
+    encoder is available, takes that format and suits the container of ``path``; UsageError if not."""
+    codec = config.codec
+    if codec not in av.codecs_available:
+        have = [c for c in ENCODERS if c in av.codecs_available]
+        raise UsageError(f"encoder {codec!r} is not available in this FFmpeg build; available: "
+                         f"{', '.join(have) or 'none of ' + ', '.join(ENCODERS)}")  # fmt: skip
+    muxer = format_name(path)
+    allowed = _ENCODER_CONTAINERS.get(codec)
+    if allowed is not None and not any(m in muxer.split(",") for m in allowed):
+        exts = " or ".join("." + ("mkv" if m == "matroska" else m) for m in allowed)
+        raise UsageError(f"encoder {codec} needs a {exts} output, not {path.suffix or path.name!r}")
+    pix_fmt = config.pix_fmt
+    if pix_fmt == "source":
+        if codec == "prores_ks":
+            pix_fmt = "yuv422p10le"
+        elif info.bit_depth > 8:
+            pix_fmt = "yuv444p10le" if info.pix_fmt.startswith(("yuv444", "gbr")) else "yuv420p10le"
+        else:
+            pix_fmt = "yuv420p"
+    supported = {f.name for f in av.Codec(codec, "w").video_formats or ()}
+    if supported and pix_fmt not in supported:
+        ok = ", ".join(f for f in PIX_FMTS if f in supported) or "none of " + ", ".join(PIX_FMTS[:-1])
+        raise UsageError(f"encoder {codec} cannot encode pix_fmt {pix_fmt}; it takes {ok}")
+    return pix_fmt
+
+
 class VideoWriter:
     """Encode RGB frames to ``path`` and copy the source's audio and subtitle streams, chapters and global metadata
     alongside (see :class:`AudioCopy`; ``config.audio`` says what becomes of audio), unless ``video_only``.
@@ -512,12 +714,14 @@ class VideoWriter:
         return list(self._audio.notes) if self._audio is not None else []
 
     def _add_video_stream(self, width: int, height: int, config: OutputConfig) -> av.video.stream.VideoStream:
-        if config.codec not in av.codecs_available:
-            raise UsageError(f"encoder {config.codec!r} is not available in this FFmpeg build")
+        pix_fmt = output_pix_fmt(config, self._info, Path(self._out.name))
+        hdr = is_hdr(self._info.color_trc)
+        if hdr:  # the frames were tone-mapped to SDR BT.709 when decoded (to_rgb): encode and tag them so
+            self._matrix = Colorspace.ITU709
         rate = Fraction(self._info.fps).limit_denominator(1001 * 1000) if self._info.fps > 0 else Fraction(25)
         stream = self._out.add_stream(config.codec, rate=rate)
         stream.width, stream.height = width, height
-        stream.pix_fmt = config.pix_fmt
+        stream.pix_fmt = pix_fmt
         # The encoder's time base must be the source's too: left at 1/rate it would snap VFR timestamps to that grid.
         stream.time_base = self._info.time_base
         cc = stream.codec_context
@@ -525,10 +729,13 @@ class VideoWriter:
         cc.sample_aspect_ratio = self._info.sample_aspect_ratio
         cc.colorspace = int(self._matrix) if int(self._matrix) in (1, 5, 6, 7, 9) else 1
         cc.color_range = _AVCOL_RANGE_MPEG
-        if self._info.color_primaries != 2:
-            cc.color_primaries = self._info.color_primaries
-        if self._info.color_trc != 2:
-            cc.color_trc = self._info.color_trc
+        if hdr:
+            cc.color_primaries, cc.color_trc = 1, 1  # BT.709
+        else:
+            if self._info.color_primaries != 2:
+                cc.color_primaries = self._info.color_primaries
+            if self._info.color_trc != 2:
+                cc.color_trc = self._info.color_trc
         options = {"crf": str(config.crf), "preset": config.preset} if config.codec.startswith("libx26") else {}
         tag_stereo_layout(stream, self._out.format.name, config, options, self._info.sample_aspect_ratio)
         stream.options = options

@@ -371,7 +371,7 @@ def convert(
     cuts: list[int] = []
     count = 0
     losses = None if media.strict else DecodeLosses()
-    frames = threaded(decode(info, media.start, media.end, media.decode_threads, losses))
+    frames = threaded(decode(info, media.start, media.end, media.decode_threads, losses, deinterlace=media.deinterlace))
     size = packed_size(info.width, info.height, config.output.format)
     total = expected_frames(info, media.start, media.end)
     with (
@@ -398,8 +398,14 @@ def convert(
     if shots is not None and report_path is not None:
         shots.write(report_path)
     summary = cache.stats.summary() if cache is not None else None
+    notes = list(writer.notes)
+    if info.interlaced:
+        notes.append(
+            f"input is interlaced ({info.field_order}): "
+            + ("deinterlaced with bwdif" if media.deinterlace else "use --deinterlace for a cleaner result")
+        )
     return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
-                         notes=writer.notes)  # fmt: skip
+                         notes=notes)  # fmt: skip
 
 
 def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, progress: bool = False) -> SceneList:
@@ -409,7 +415,15 @@ def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, pr
     detector = make_detector(config.scenes)
     cuts: list[int] = []
     count = 0
-    frames = threaded(decode(info, config.media.start, config.media.end, config.media.decode_threads))
+    frames = threaded(
+        decode(
+            info,
+            config.media.start,
+            config.media.end,
+            config.media.decode_threads,
+            deinterlace=config.media.deinterlace,
+        )
+    )
     total = expected_frames(info, config.media.start, config.media.end)
     with contextlib.closing(frames), progress_bar(total, progress, "scanning") as bar:
         for frame, is_cut in with_cuts(frames, detector):

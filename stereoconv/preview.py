@@ -157,7 +157,9 @@ def _scan(info: VideoInfo, at: float, start: float, config: PipelineConfig) -> _
             decoded.append(frame.time)
             yield frame
 
-    frames = threaded(decode(info, start, config.media.end, config.media.decode_threads))
+    frames = threaded(
+        decode(info, start, config.media.end, config.media.decode_threads, deinterlace=config.media.deinterlace)
+    )
     try:
         with contextlib.closing(frames):
             for frame, is_cut in with_cuts(timed(frames), make_detector(config.scenes)):
@@ -216,7 +218,7 @@ def preview_frame(
     def reached(frame: Frame) -> bool:
         return frame.time >= scan.target - _TIME_TOLERANCE
 
-    frames = threaded(decode(info, run_start, end, config.media.decode_threads))
+    frames = threaded(decode(info, run_start, end, config.media.decode_threads, deinterlace=config.media.deinterlace))
     with (
         contextlib.nullcontext() if cache is None else cache,  # exits last: stores what was computed
         contextlib.closing(frames),
