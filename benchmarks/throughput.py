@@ -9,7 +9,7 @@ frames over that time. Every run but C's is in this process, on the same ``--fra
 needs no model. Numerator: ``convert(..., depth_cache=DIR)`` with the cache filled by D's fresh run and *other*
 smoothing and parallax settings (``temporal.strength`` halved, ``stereo.max_positive_parallax`` + 1): every frame is
 read from the cache, the model is never loaded. Denominator: a plain PyAV transcode of the same frames with convert's
-own I/O code - ``media.decode`` in the pipeline's decode thread (``pipeline.threaded``) into ``media.VideoWriter`` with
+own I/O code - ``media.decode`` in the pipeline's decode thread (``pipeline.threaded``) into ``encode.VideoWriter`` with
 the config's encoder settings (codec, crf, preset, pixel format) and the layout's packed frame size. Both sides are the
 median of ``--repeat`` runs.
 
@@ -77,8 +77,9 @@ from _common import REPO, SHARED_DATA, add_json_option, failer, machine_facts, t
 from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
 from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device
+from stereoconv.encode import VideoWriter
 from stereoconv.errors import StereoconvError
-from stereoconv.media import Frame, VideoInfo, VideoWriter, decode, probe
+from stereoconv.media import Frame, VideoInfo, decode, probe
 from stereoconv.packing import pack, packed_size
 from stereoconv.parallax import StereoRenderer, render_views
 from stereoconv.pipeline import choose_synthesizer, convert, threaded

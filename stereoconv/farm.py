@@ -40,20 +40,17 @@ import av.error
 from . import __version__
 from .config import PipelineConfig
 from .depth import DepthEstimator, model_fingerprint
-from .errors import MediaError, StereoconvError, UsageError
-from .media import (
+from .encode import (
     AudioCopy,
-    Frame,
-    VideoInfo,
     VideoWriter,
     atomic_output,
     check_output_path,
     check_writable_file,
-    decode,
     format_name,
-    probe,
     tag_stereo_layout,
 )
+from .errors import MediaError, StereoconvError, UsageError
+from .media import Frame, VideoInfo, decode, probe
 from .packing import packed_size
 from .pipeline import (
     choose_synthesizer,

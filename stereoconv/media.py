@@ -1,5 +1,5 @@
-"""Media I/O with PyAV: probing, decoding to upright RGB frames with their timestamps, encoding (labelled with the
-stereo layout), audio passthrough and atomic output.
+"""Reading media with PyAV: probing, decoding to upright RGB frames with their timestamps, colour conversion (tone
+mapping HDR for the model), and accounting for what a damaged file loses. Writing is :mod:`stereoconv.encode`.
 
 Geometry: frames are delivered upright (rotation metadata applied to the pixels) in storage resolution; the source's
 sample (pixel) aspect ratio is carried to the output unchanged, so anamorphic sources stay anamorphic and players show
@@ -10,8 +10,6 @@ for untagged SD), and the output is converted back and tagged with the same matr
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,15 +20,14 @@ import av.error
 import numpy as np
 from av.video.reformatter import Colorspace, Interpolation
 
-from .config import ENCODERS, PIX_FMTS, OutputConfig
-from .errors import MediaError, StereoconvError, UsageError
+from .errors import MediaError
 
 # AVColorSpace (frame/stream tag) -> swscale matrix.
 _SWS_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
                7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}  # fmt: skip
-_AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
+AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG = 1, 2
 # swscale's default rounding darkens every YUV<->RGB conversion by a level or two; accurate rounding does not.
-_SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 
 @dataclass(frozen=True)
@@ -87,7 +84,7 @@ class Frame:
         return float(self.pts * self.time_base)
 
 
-def _open_input(path: Path) -> av.container.InputContainer:
+def open_input(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise MediaError(f"input not found: {path}")
     if path.is_dir():
@@ -98,11 +95,11 @@ def _open_input(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise MediaError(
-            f"cannot read {path} as a media file (not a video, or damaged or truncated): {_reason(exc)}"
+            f"cannot read {path} as a media file (not a video, or damaged or truncated): {ffmpeg_reason(exc)}"
         ) from exc
 
 
-def _reason(exc: BaseException) -> str:
+def ffmpeg_reason(exc: BaseException) -> str:
     if isinstance(exc, av.error.FFmpegError):
         return exc.strerror or str(exc)
     return str(exc)
@@ -111,7 +108,7 @@ def _reason(exc: BaseException) -> str:
 def probe(path: str | Path) -> VideoInfo:
     """Open ``path`` and describe its first video stream; raise MediaError if it is not a readable video."""
     path = Path(path)
-    with _open_input(path) as container:
+    with open_input(path) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
             raise MediaError(f"{path} has no video stream (it holds: {', '.join(kinds)})")
@@ -165,7 +162,7 @@ def _first_frame(container: av.container.InputContainer, stream: av.video.stream
         for frame in container.decode(stream):
             return frame
     except av.error.FFmpegError as exc:
-        raise MediaError(f"{container.name}: cannot decode the first video frame: {_reason(exc)}") from exc
+        raise MediaError(f"{container.name}: cannot decode the first video frame: {ffmpeg_reason(exc)}") from exc
     raise MediaError(f"{container.name}: the video stream holds no decodable frame")
 
 
@@ -183,8 +180,8 @@ def rgb_matrix(colorspace: int, color_range: int, pix_fmt: str, width: int, heig
     if matrix is None:
         hd = max(width, height) >= 1280 or min(width, height) >= 720
         matrix = Colorspace.ITU709 if hd else Colorspace.ITU601
-    full = color_range == _AVCOL_RANGE_JPEG or pix_fmt.startswith("yuvj")
-    return matrix, _AVCOL_RANGE_JPEG if full else _AVCOL_RANGE_MPEG
+    full = color_range == AVCOL_RANGE_JPEG or pix_fmt.startswith("yuvj")
+    return matrix, AVCOL_RANGE_JPEG if full else AVCOL_RANGE_MPEG
 
 
 def to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.ndarray:
@@ -200,10 +197,10 @@ def to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.nda
         return np.clip(np.rint(deep * 255.0), 0, 255).astype(np.uint8)
     if is_hdr(frame.color_trc):
         rgb = frame.to_ndarray(format="rgb48le", src_colorspace=matrix, src_color_range=color_range,
-                               interpolation=_SWS_FLAGS)  # fmt: skip
+                               interpolation=SWS_FLAGS)  # fmt: skip
         return tone_map_to_sdr(rgb.astype(np.float32) / 65535.0, frame.color_trc, frame.color_primaries)
     return frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=color_range,
-                            interpolation=_SWS_FLAGS)  # fmt: skip
+                            interpolation=SWS_FLAGS)  # fmt: skip
 
 
 # Luma coefficients (Kr, Kb) of each swscale matrix.
@@ -232,7 +229,7 @@ def _deep_yuv_to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int)
             a = np.repeat(np.repeat(a, 1 << sy, axis=0), 1 << sx, axis=1)[:h, :w]
         planes.append(a)
     scale = float(1 << (bits - 8))
-    if color_range == _AVCOL_RANGE_JPEG:
+    if color_range == AVCOL_RANGE_JPEG:
         full = float((1 << bits) - 1)
         y, cb, cr = planes[0] / full, (planes[1] - 128 * scale) / full, (planes[2] - 128 * scale) / full
     else:
@@ -353,7 +350,7 @@ def decode(
     step = 1.0 / info.fps if info.fps > 0 else 0.0
     failed = 0  # packets failed since the last delivered frame
     failed_from: float | None = None  # time of the first of them, if it had a timestamp
-    with _open_input(info.path) as container:
+    with open_input(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
@@ -370,14 +367,16 @@ def decode(
                 break
             except av.error.FFmpegError as exc:  # the container itself is unreadable from here on
                 if losses is None:
-                    raise MediaError(f"{info.path}: reading failed {_where(count, last_time)}: {_reason(exc)}") from exc
+                    raise MediaError(
+                        f"{info.path}: reading failed {_where(count, last_time)}: {ffmpeg_reason(exc)}"
+                    ) from exc
                 break
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError as exc:
                 if losses is None:
                     where = _where(count, last_time)
-                    raise MediaError(f"{info.path}: decoding failed {where}: {_reason(exc)}") from exc
+                    raise MediaError(f"{info.path}: decoding failed {where}: {ffmpeg_reason(exc)}") from exc
                 losses.packets_failed += 1
                 if packet.pts is not None and failed == 0:
                     failed_from = float(packet.pts * stream.time_base)
@@ -457,7 +456,7 @@ class _Deinterlacer:
                 self._graph.vpush(None)
                 out += self._pull()
         except (av.error.FFmpegError, ValueError) as exc:
-            raise MediaError(f"deinterlacing failed (bwdif): {_reason(exc)}") from exc
+            raise MediaError(f"deinterlacing failed (bwdif): {ffmpeg_reason(exc)}") from exc
         for frame in out:
             frame.pts, frame.time_base = self._pts.pop(0), self._stream.time_base
         return out
@@ -494,447 +493,3 @@ def _check_complete(info: VideoInfo, end: float | None, last_time: float | None,
             )
         return declared_end
     return None
-
-
-# ------------------------------------------------------------------------------------------------------ output
-
-
-# File-name suffix of each layout, for outputs named after their input.
-LAYOUT_SUFFIX = {"half-sbs": "hsbs", "full-sbs": "fsbs", "half-tb": "htb", "full-tb": "ftb", "anaglyph": "anaglyph"}
-_KEPT_EXTENSIONS = (".mp4", ".mkv", ".mov")
-
-
-def output_name(input_path: str | Path, layout: str) -> str:
-    """The file name an output gets when OUTPUT is a directory: ``<input stem>_<suffix><ext>``.
-
-    ``suffix`` names the layout (:data:`LAYOUT_SUFFIX`: hsbs, fsbs, htb, ftb, anaglyph); ``ext`` is the input's if it
-    is .mp4, .mkv or .mov, else .mkv (it holds any codec and carries the stereo-mode tag).
-    """
-    source = Path(input_path)
-    ext = source.suffix if source.suffix.lower() in _KEPT_EXTENSIONS else ".mkv"
-    return f"{source.stem}_{LAYOUT_SUFFIX[layout]}{ext}"
-
-
-def check_output_path(output: str | Path, input_path: str | Path | None = None, layout: str | None = None) -> Path:
-    """The file to write for OUTPUT; fail early (UsageError) if it cannot be written: before any decoding or model
-    loading.
-
-    An existing directory as OUTPUT means the file :func:`output_name` names inside it (this needs ``input_path``
-    and ``layout``; without them a directory is refused).
-    """
-    out = Path(output)
-    if out.is_dir():
-        if input_path is None or layout is None:
-            raise UsageError(f"output is a directory, not a file name: {out}")
-        out = out / output_name(input_path, layout)
-        if out.is_dir():
-            raise UsageError(f"output {out} is a directory, not a file name")
-    if input_path is not None and out.exists() and out.resolve() == Path(input_path).resolve():
-        raise UsageError(f"output would overwrite the input: {out}")
-    if not out.suffix:
-        raise UsageError(f"output needs a file extension that names its container (.mp4, .mkv, .mov): {out}")
-    try:
-        av.format.ContainerFormat(format_name(out), "w")
-    except (ValueError, av.error.FFmpegError) as exc:
-        raise UsageError(f"unknown output container {out.suffix!r}: use .mp4, .mkv or .mov") from exc
-    return check_writable_file(out)
-
-
-def check_writable_file(path: str | Path, what: str = "output", suffixes: tuple[str, ...] = ()) -> Path:
-    """``path`` as a Path if a file can be written there: not a directory, ending in one of ``suffixes`` (any, if
-    none), in an existing, writable directory. Else UsageError, naming ``what`` the file is: checked before any
-    work, so a long run cannot fail at its very end."""
-    path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
-        raise UsageError(f"{what} {path}: the file name must end in {' or '.join(suffixes)}")
-    if path.is_dir():
-        raise UsageError(f"{what} {path} is a directory, not a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{what} directory does not exist: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} directory is not writable: {parent}")
-    return path
-
-
-def format_name(path: Path) -> str:
-    """The FFmpeg muxer for a file name, by extension."""
-    ext = path.suffix.lower().lstrip(".")
-    return {"mkv": "matroska", "m4v": "mp4", "ts": "mpegts", "webm": "webm"}.get(ext, ext)
-
-
-@contextlib.contextmanager
-def atomic_output(output: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``output``; rename it to ``output`` only if the block succeeds.
-
-    On any exception, KeyboardInterrupt included, the temporary file is removed and ``output`` is untouched. The
-    temporary file is created (empty) with mode 0666 less the umask, the permissions any new file gets: not 0600 as
-    with ``mkstemp``, so a farm's other users can read the result. Its name keeps ``output``'s extension, so writers
-    that choose the format by extension (FFmpeg, OpenCV) still can.
-    """
-    directory = output.parent if str(output.parent) else Path(".")
-    while True:
-        tmp = directory / f".{output.stem}.{secrets.token_hex(4)}.partial{output.suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise UsageError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from exc
-    try:
-        yield tmp
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-# Matroska StereoMode of each layout, by the names FFmpeg's matroska muxer takes in the video stream's "stereo_mode"
-# metadata (documented values: mono, left_right, bottom_top, top_bottom, checkerboard_*, row_interleaved_*,
-# col_interleaved_*, anaglyph_cyan_red, right_left, anaglyph_green_magenta, block_*); it writes them as the StereoMode
-# element (0x53B8), here 1, 3 and 10. Players that honour it switch to 3D by themselves.
-#
-# What the tag cannot express is half versus full resolution: it names the arrangement and which eye comes first,
-# nothing more. FFmpeg also writes DisplayWidth/DisplayHeight as the display size of ONE view (the packed frame's
-# halved along the packing axis), which is the eye's true shape only for full layouts; in half layouts each eye was
-# squeezed 2:1 and the file cannot say so, so players rely on the half-SBS/TB convention. FFmpeg-based readers
-# multiply the view size back and get the packed frame's own shape; a player with its own Matroska reader that
-# ignores StereoMode (mpv's, for one) shows the packed frame at one view's size, squeezed.
-#
-# FFmpeg computes that view size from the AVStream's sample aspect ratio, which PyAV cannot set (only the encoder's),
-# so it assumes square pixels; for a source with non-square pixels an SBS/TB tag would replace the true aspect with a
-# wrong one. Those outputs keep their aspect and go without the tag (anaglyph is not packed: its tag changes nothing).
-_MATROSKA_STEREO_MODE = {"half-sbs": "left_right", "full-sbs": "left_right", "half-tb": "top_bottom",
-                         "full-tb": "top_bottom", "anaglyph": "anaglyph_cyan_red"}  # fmt: skip
-_WEBM_STEREO_MODES = ("left_right", "top_bottom")  # WebM allows no anaglyph mode; FFmpeg refuses one there
-# MP4/MOV: the container's stereo box (st3d), written by FFmpeg from stereo3d stream side data, cannot be set from
-# PyAV (the only stream side data it writes is the display matrix), and FFmpeg's mov muxer writes st3d only with
-# -strict unofficial anyway. With libx264 the video stream itself carries the layout instead, in every container: an
-# H.264 frame-packing-arrangement SEI (x264's frame-packing: 3 = side by side, 4 = top-bottom; x264 marks the first
-# view as the left one), which FFmpeg's decoder exports as stereo3d side data on every frame. H.264 has no anaglyph
-# type, and like the Matroska tag the SEI does not say half or full.
-_X264_FRAME_PACKING = {"half-sbs": 3, "full-sbs": 3, "half-tb": 4, "full-tb": 4}
-
-
-def tag_stereo_layout(
-    stream: av.video.stream.VideoStream,
-    muxer: str,
-    config: OutputConfig,
-    options: dict[str, str],
-    sample_aspect_ratio: Fraction,
-) -> None:
-    """Label ``stream`` with the stereo layout ``config.format``: the Matroska StereoMode tag in MKV (and in WebM
-    where it allows the mode; for SBS/TB only with square pixels, see above), and an H.264 frame-packing SEI through
-    the encoder ``options`` when encoding with libx264."""
-    mode = _MATROSKA_STEREO_MODE[config.format]
-    keeps_aspect = config.format == "anaglyph" or sample_aspect_ratio == 1
-    if keeps_aspect and (muxer == "matroska" or (muxer == "webm" and mode in _WEBM_STEREO_MODES)):
-        stream.metadata["stereo_mode"] = mode
-    if config.codec.startswith("libx264") and config.format in _X264_FRAME_PACKING:
-        options["x264-params"] = f"frame-packing={_X264_FRAME_PACKING[config.format]}"
-
-
-# What each encoder's output file may be (by muxer); encoders not listed go in any container FFmpeg allows.
-_ENCODER_CONTAINERS = {"prores_ks": ("mov", "matroska"), "ffv1": ("matroska",)}
-
-
-def output_pix_fmt(config: OutputConfig, info: VideoInfo, path: Path) -> str:
-    """The pixel format to encode with: ``config.pix_fmt`` ('source': yuv420p10le, or yuv444p10le for a 4:4:4
-    source, when the source has more than 8 bits, else yuv420p; prores_ks: yuv422p10le), after checking that the
-    encoder is available, takes that format and suits the container of ``path``; UsageError if not."""
-    codec = config.codec
-    if codec not in av.codecs_available:
-        have = [c for c in ENCODERS if c in av.codecs_available]
-        raise UsageError(f"encoder {codec!r} is not available in this FFmpeg build; available: "
-                         f"{', '.join(have) or 'none of ' + ', '.join(ENCODERS)}")  # fmt: skip
-    muxer = format_name(path)
-    allowed = _ENCODER_CONTAINERS.get(codec)
-    if allowed is not None and not any(m in muxer.split(",") for m in allowed):
-        exts = " or ".join("." + ("mkv" if m == "matroska" else m) for m in allowed)
-        raise UsageError(f"encoder {codec} needs a {exts} output, not {path.suffix or path.name!r}")
-    pix_fmt = config.pix_fmt
-    if pix_fmt == "source":
-        if codec == "prores_ks":
-            pix_fmt = "yuv422p10le"
-        elif info.bit_depth > 8:
-            pix_fmt = "yuv444p10le" if info.pix_fmt.startswith(("yuv444", "gbr")) else "yuv420p10le"
-        else:
-            pix_fmt = "yuv420p"
-    supported = {f.name for f in av.Codec(codec, "w").video_formats or ()}
-    if supported and pix_fmt not in supported:
-        ok = ", ".join(f for f in PIX_FMTS if f in supported) or "none of " + ", ".join(PIX_FMTS[:-1])
-        raise UsageError(f"encoder {codec} cannot encode pix_fmt {pix_fmt}; it takes {ok}")
-    return pix_fmt
-
-
-class VideoWriter:
-    """Encode RGB frames to ``path`` and copy the source's audio and subtitle streams, chapters and global metadata
-    alongside (see :class:`AudioCopy`; ``config.audio`` says what becomes of audio), unless ``video_only``.
-
-    Use as a context manager: the file is finished when the block succeeds and abandoned when it raises.
-
-    Audio and subtitle packets are written in step with the video so the file is interleaved; timestamps of all are
-    shifted by ``start``. ``notes``: what could not be carried over, and why (human-readable).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        info: VideoInfo,
-        size: tuple[int, int],
-        config: OutputConfig,
-        *,
-        start: float = 0.0,
-        end: float | None = None,
-        video_only: bool = False,
-    ) -> None:
-        width, height = size
-        if width % 2 or height % 2:
-            raise ValueError(f"output size must be even for {config.pix_fmt}, got {width}x{height}")
-        self._info = info
-        self._matrix, _ = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
-        try:
-            self._out = av.open(str(path), mode="w", format=format_name(path))
-        except (av.error.FFmpegError, OSError) as exc:
-            raise StereoconvError(f"cannot create output file {path}: {_reason(exc)}") from exc
-        try:
-            self._video = self._add_video_stream(width, height, config)
-            # A source without audio still gets its subtitles, chapters and metadata copied (audio mode "none");
-            # a video-only file (a render-farm chunk, which assembly joins with the source's streams) gets nothing.
-            audio = config.audio if info.audio_streams else "none"
-            self._audio = None if video_only else AudioCopy(self._out, info.path, start, end, audio=audio)
-        except BaseException:
-            self._out.close()
-            raise
-        self._start_pts = round(start / info.time_base)
-
-    @property
-    def notes(self) -> list[str]:
-        """What of the source could not be carried into the output, and why."""
-        return list(self._audio.notes) if self._audio is not None else []
-
-    def _add_video_stream(self, width: int, height: int, config: OutputConfig) -> av.video.stream.VideoStream:
-        pix_fmt = output_pix_fmt(config, self._info, Path(self._out.name))
-        hdr = is_hdr(self._info.color_trc)
-        if hdr:  # the frames were tone-mapped to SDR BT.709 when decoded (to_rgb): encode and tag them so
-            self._matrix = Colorspace.ITU709
-        rate = Fraction(self._info.fps).limit_denominator(1001 * 1000) if self._info.fps > 0 else Fraction(25)
-        stream = self._out.add_stream(config.codec, rate=rate)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = pix_fmt
-        # The encoder's time base must be the source's too: left at 1/rate it would snap VFR timestamps to that grid.
-        stream.time_base = self._info.time_base
-        cc = stream.codec_context
-        cc.time_base = self._info.time_base
-        cc.sample_aspect_ratio = self._info.sample_aspect_ratio
-        cc.colorspace = int(self._matrix) if int(self._matrix) in (1, 5, 6, 7, 9) else 1
-        cc.color_range = _AVCOL_RANGE_MPEG
-        if hdr:
-            cc.color_primaries, cc.color_trc = 1, 1  # BT.709
-        else:
-            if self._info.color_primaries != 2:
-                cc.color_primaries = self._info.color_primaries
-            if self._info.color_trc != 2:
-                cc.color_trc = self._info.color_trc
-        options = {"crf": str(config.crf), "preset": config.preset} if config.codec.startswith("libx26") else {}
-        tag_stereo_layout(stream, self._out.format.name, config, options, self._info.sample_aspect_ratio)
-        stream.options = options
-        return stream
-
-    def write(self, rgb: np.ndarray, pts: int) -> None:
-        """Encode one uint8 HxWx3 RGB frame shown at source timestamp ``pts`` (source time base)."""
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-            format=self._video.pix_fmt,
-            dst_colorspace=self._matrix,
-            dst_color_range=_AVCOL_RANGE_MPEG,
-            interpolation=_SWS_FLAGS,
-        )
-        frame.pts = pts - self._start_pts
-        frame.time_base = self._info.time_base
-        self._mux(self._video.encode(frame))
-        if self._audio is not None:
-            self._audio.write_until(float(frame.pts * self._info.time_base) + 1.0)
-
-    def _mux(self, packets: list[av.Packet]) -> None:
-        try:
-            self._out.mux(packets)
-        except av.error.FFmpegError as exc:
-            raise StereoconvError(f"writing the output failed: {_reason(exc)}") from exc
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        """Finish the file if the block succeeded, else abandon it (the caller's atomic_output removes it)."""
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def close(self) -> None:
-        """Flush the encoder and the remaining audio and finish the file."""
-        try:
-            self._mux(self._video.encode(None))
-            if self._audio is not None:
-                self._audio.write_until(float("inf"))
-                self._audio.close()
-        finally:
-            self._out.close()
-
-    def abort(self) -> None:
-        """Close without finishing; the caller removes the file."""
-        with contextlib.suppress(Exception):
-            if self._audio is not None:
-                self._audio.close()
-        with contextlib.suppress(Exception):
-            self._out.close()
-
-
-# Global metadata the muxer writes itself, or that describes the source file rather than its content.
-_MUXER_METADATA = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration")
-
-
-class AudioCopy:
-    """What of the source besides its video goes into an output container: every audio stream (``audio``: "copy"
-    keeps the codec where the container can hold it, else re-encodes to AAC; "aac" re-encodes every one; "none"
-    drops them), every subtitle stream the container can hold (copied; the others are dropped with a note),
-    chapters (shifted by ``start``; those outside [start, end) dropped, the others clipped to it) and the global
-    metadata (title etc.). Streams keep their language and title tags and their disposition (default, forced, ...).
-
-    ``notes``: human-readable lines saying what was dropped or re-encoded, and why.
-    """
-
-    def __init__(
-        self,
-        out: av.container.OutputContainer,
-        source: Path,
-        start: float,
-        end: float | None,
-        *,
-        audio: str = "copy",
-    ) -> None:
-        self._out = out
-        self._src = _open_input(source)
-        self._start, self._end = start, end
-        self._map: dict[int, tuple[av.stream.Stream, bool]] = {}
-        self._pending: av.Packet | None = None
-        self.notes: list[str] = []
-        try:
-            self._add_streams(audio)
-            self._copy_chapters()
-            for key, value in self._src.metadata.items():
-                if key.lower() not in _MUXER_METADATA:
-                    out.metadata.setdefault(key, value)
-        except BaseException:
-            self._src.close()
-            raise
-        copied = [s for s in self._src.streams if s.index in self._map]
-        if start > 0 and copied:
-            with contextlib.suppress(av.error.FFmpegError):
-                self._src.seek(round(start * av.time_base), backward=True)
-        self._packets = self._src.demux(*copied) if copied else iter(())
-
-    def _add_streams(self, audio: str) -> None:
-        out, muxer = self._out, self._out.format.name
-        supported = out.supported_codecs
-        for stream in self._src.streams.audio:
-            if audio == "none":
-                break
-            codec = stream.codec_context.name
-            copy = audio == "copy" and codec in supported
-            if copy:
-                ostream = out.add_stream_from_template(stream)
-            else:
-                ostream = out.add_stream("aac", rate=stream.codec_context.sample_rate or 48000)
-                ostream.layout = stream.codec_context.layout
-                if audio == "copy":
-                    self.notes.append(f"{_describe(stream)} re-encoded to AAC: {muxer} cannot hold {codec}")
-            self._keep_tags(stream, ostream)
-            self._map[stream.index] = (ostream, copy)
-        if audio == "none" and self._src.streams.audio:
-            self.notes.append(f"{len(self._src.streams.audio)} audio stream(s) dropped (audio = none)")
-        for stream in self._src.streams.subtitles:
-            codec = stream.codec_context.name
-            if codec not in supported:
-                self.notes.append(f"{_describe(stream)} dropped: {muxer} cannot hold {codec} subtitles "
-                                  "(write .mkv to keep them)")  # fmt: skip
-                continue
-            try:
-                ostream = out.add_stream_from_template(stream)
-            except (av.error.FFmpegError, ValueError) as exc:
-                self.notes.append(f"{_describe(stream)} dropped: {_reason(exc)}")
-                continue
-            self._keep_tags(stream, ostream)
-            self._map[stream.index] = (ostream, True)
-
-    @staticmethod
-    def _keep_tags(stream: av.stream.Stream, ostream: av.stream.Stream) -> None:
-        for key in ("language", "title", "handler_name"):
-            if key in stream.metadata:
-                ostream.metadata[key] = stream.metadata[key]
-        ostream.disposition = stream.disposition
-
-    def _copy_chapters(self) -> None:
-        chapters = []
-        for chapter in self._src.chapters():
-            tb = chapter["time_base"]
-            begin, finish = float(chapter["start"] * tb), float(chapter["end"] * tb)
-            if finish <= self._start or (self._end is not None and begin >= self._end):
-                continue
-            if self._end is not None:
-                finish = min(finish, self._end)
-            shift = round(self._start / tb)
-            chapters.append({**chapter, "start": max(0, chapter["start"] - shift),
-                             "end": round(finish / tb) - shift})  # fmt: skip
-        if chapters:
-            self._out.set_chapters(chapters)
-
-    def write_until(self, t: float) -> None:
-        """Mux the source's audio and subtitles up to ``t`` seconds of output time."""
-        while True:
-            packet = self._pending or next(self._packets, None)
-            self._pending = None
-            if packet is None:
-                return
-            if packet.pts is None:  # the demuxer's end-of-stream flush packets
-                continue
-            src_t = float(packet.pts * packet.time_base)
-            if src_t - self._start > t:
-                self._pending = packet
-                return
-            if src_t < self._start - 1e-6 or (self._end is not None and src_t >= self._end):
-                continue
-            self._write(packet)
-
-    def _write(self, packet: av.Packet) -> None:
-        ostream, copy = self._map[packet.stream.index]
-        kind = packet.stream.type
-        shift = round(self._start / packet.time_base)
-        try:
-            if copy:
-                packet.pts -= shift
-                if packet.dts is not None:
-                    packet.dts -= shift
-                packet.stream = ostream
-                self._out.mux(packet)
-            else:
-                for frame in packet.decode():
-                    frame.pts = None if frame.pts is None else frame.pts - shift
-                    self._out.mux(ostream.encode(frame))
-        except av.error.FFmpegError as exc:
-            raise StereoconvError(f"writing {kind} stream {packet.stream.index} failed: {_reason(exc)}") from exc
-
-    def close(self) -> None:
-        try:
-            for ostream, copy in self._map.values():
-                if not copy:
-                    self._out.mux(ostream.encode(None))
-        finally:
-            self._src.close()
-
-
-def _describe(stream: av.stream.Stream) -> str:
-    """E.g. 'subtitle stream 3 (subrip, eng, "Commentary")'."""
-    details = [stream.codec_context.name, stream.metadata.get("language"), stream.metadata.get("title")]
-    details[2] = f'"{details[2]}"' if details[2] else None
-    return f"{stream.type} stream {stream.index} ({', '.join(d for d in details if d)})"

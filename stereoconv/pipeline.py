@@ -27,8 +27,9 @@ from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig
 from .depth import DepthEstimator, load_estimator
 from .dibr import synthesize_view, torch_synthesizer
+from .encode import VideoWriter, atomic_output, check_output_path
 from .errors import StereoconvError, UsageError
-from .media import DecodeLosses, Frame, VideoInfo, VideoWriter, atomic_output, check_output_path, decode, probe
+from .media import DecodeLosses, Frame, VideoInfo, decode, probe
 from .packing import pack, packed_size
 from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
 from .report import ShotReport, check_report_path
@@ -328,7 +329,7 @@ def convert(
     """Convert ``input`` to a stereo 3D video at ``output``.
 
     ``output``: a file name, or an existing directory to write ``<input stem>_<layout suffix><ext>`` into (see
-    :func:`~stereoconv.media.output_name`); ``ConvertResult.output`` is the file written. ``config``: all settings
+    :func:`~stereoconv.encode.output_name`); ``ConvertResult.output`` is the file written. ``config``: all settings
     (default: the built-in defaults). ``estimator``: a depth estimator to use instead of loading
     ``config.depth.model``. ``depth_cache``: a directory keeping the model's raw output per frame, keyed by the
     input and the model: a later run with other settings reads it instead of running (or even loading) the model.

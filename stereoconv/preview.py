@@ -49,8 +49,9 @@ import numpy as np
 
 from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig
 from .depth import DepthEstimator
+from .encode import atomic_output, check_writable_file
 from .errors import MediaError, StereoconvError, UsageError
-from .media import Frame, VideoInfo, atomic_output, check_writable_file, decode, probe
+from .media import Frame, VideoInfo, decode, probe
 from .packing import pack
 from .pipeline import StereoFrame, open_estimator, stereo_frames, threaded, with_cuts
 from .scenes import make_detector
@@ -262,7 +263,7 @@ def check_png_path(output: str | os.PathLike[str]) -> Path:
 
 
 def write_png(output: Path, rgb: np.ndarray) -> Path:
-    """Write uint8 HxWx3 RGB as a PNG through :func:`~stereoconv.media.atomic_output`: never a partial file."""
+    """Write uint8 HxWx3 RGB as a PNG through :func:`~stereoconv.encode.atomic_output`: never a partial file."""
     try:
         with atomic_output(output) as tmp:
             if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):  # the encoder by extension: .png

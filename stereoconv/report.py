@@ -55,8 +55,8 @@ import cv2
 import numpy as np
 
 from .dibr import warp_disparity
+from .encode import atomic_output, check_writable_file
 from .errors import UsageError
-from .media import atomic_output, check_writable_file
 from .parallax import ParallaxBudget, window_violations
 
 if TYPE_CHECKING:
@@ -447,7 +447,7 @@ def _finite(data: Any) -> Any:
 
 
 def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through :func:`~stereoconv.media.atomic_output`: never a partial file."""
+    """Write ``data`` to ``path`` through :func:`~stereoconv.encode.atomic_output`: never a partial file."""
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     return path

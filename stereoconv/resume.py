@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import PipelineConfig
 from .depth import DepthEstimator, model_fingerprint
+from .encode import check_output_path
 from .errors import StereoconvError, UsageError
 from .farm import (
     DEFAULT_CHUNK_SECONDS,
@@ -32,11 +33,7 @@ from .farm import (
     render_chunk,
     settings_differ,
 )
-from .media import (
-    VideoInfo,
-    check_output_path,
-    probe,
-)
+from .media import VideoInfo, probe
 from .pipeline import ConvertResult, open_estimator
 
 WORK_MANIFEST = "job.json"

@@ -129,12 +129,12 @@ def test_unwritable_output_directory_is_a_usage_error(two_shot_clip, tmp_path, t
 
 def test_unwritable_output_directory_as_root(two_shot_clip, tmp_path, tiny_model, capsys, monkeypatch):
     """Root writes anywhere, so deny the permission check itself; the refusal must come before any work."""
-    import stereoconv.media as media
+    import stereoconv.encode as encode
 
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access
-    monkeypatch.setattr(media.os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    monkeypatch.setattr(encode.os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
     code, _, err = run_cli(
         capsys, "convert", str(two_shot_clip.path), str(locked / "out.mp4"), "--model", str(tiny_model), *TINY
     )

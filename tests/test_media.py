@@ -11,7 +11,8 @@ import pytest
 from conftest import shared_video
 
 from stereoconv import PipelineConfig, convert
-from stereoconv.media import atomic_output, decode, probe, rgb_matrix, to_rgb
+from stereoconv.encode import atomic_output
+from stereoconv.media import decode, probe, rgb_matrix, to_rgb
 
 
 class FlatDepth:

@@ -21,8 +21,8 @@ from synth import OracleEstimator, make_clip
 from stereoconv import PipelineConfig, convert
 from stereoconv.cli import main
 from stereoconv.config import StereoConfig
+from stereoconv.encode import check_output_path, output_name
 from stereoconv.errors import UsageError
-from stereoconv.media import check_output_path, output_name
 from stereoconv.parallax import (
     ConvergenceTracker,
     ParallaxBudget,
