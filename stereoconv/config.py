@@ -231,8 +231,10 @@ class OutputConfig(_Section):
                          choices=ENCODERS)  # fmt: skip
     crf: int = setting(18, "constant rate factor: lower is better quality and bigger", range=(0, 51))
     preset: str = setting("medium", "encoder speed preset", choices=X264_PRESETS)
-    pix_fmt: str = setting("yuv420p", "output pixel format; 'source': 10-bit (yuv420p10le) when the source is "
-                           "10-bit or more, else yuv420p (prores_ks: yuv422p10le)", choices=PIX_FMTS)  # fmt: skip
+    pix_fmt: str = setting("source", "output pixel format; 'source': 10-bit (yuv420p10le; NVENC: p010le) when the "
+                           "source has more than 8 bits, keeping its colour and HDR, else yuv420p (prores_ks: "
+                           "yuv422p10le); an 8-bit format turns HDR into tone-mapped SDR",
+                           choices=PIX_FMTS)  # fmt: skip
     audio: str = setting("copy", "audio streams: copy (re-encoded to AAC only where the container cannot hold "
                          "the codec), aac (re-encode all to AAC) or none (drop)",
                          choices=("copy", "aac", "none"))  # fmt: skip

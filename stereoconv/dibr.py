@@ -174,9 +174,9 @@ def synthesize_view(image: np.ndarray, disparity: np.ndarray, direction: int) ->
     """Render a new view: ``out[y, x + direction * disparity[y, x]] = image[y, x]``, larger disparity wins where
     two land on one pixel, holes filled from their background side (see the module docstring for how).
 
-    ``image``: uint8 HxWx3 (or HxW, HxWxC). ``disparity``: float32 HxW, pixels, larger = nearer; sub-pixel values
-    are rendered by interpolation. ``direction=-1`` turns a left image into the right-eye view (Middlebury:
-    left(x) = right(x - d)). Returns uint8 like ``image``.
+    ``image``: uint8 HxWx3 (or HxW, HxWxC; uint16 for deep sources). ``disparity``: float32 HxW, pixels, larger =
+    nearer; sub-pixel values are rendered by interpolation. ``direction=-1`` turns a left image into the right-eye view
+    (Middlebury: left(x) = right(x - d)). Returns the dtype of ``image``.
     """
     if image.shape[:2] != np.shape(disparity):
         raise ValueError(f"image {image.shape[:2]} and disparity {np.shape(disparity)} sizes differ")
@@ -184,7 +184,7 @@ def synthesize_view(image: np.ndarray, disparity: np.ndarray, direction: int) ->
     warped = warp_disparity(disparity, direction)
     view, filled = sample_view(image, np.where(np.isfinite(disparity), disparity, np.float32(0.0)), warped, direction)
     view = fill_disocclusions(view, warped, filled)
-    return np.clip(np.rint(view), 0, 255).astype(image.dtype)
+    return np.clip(np.rint(view), 0, np.iinfo(image.dtype).max).astype(image.dtype)
 
 
 # ------------------------------------------------------------------------------------------ torch (GPU path)
@@ -383,28 +383,33 @@ def fill_disocclusions_torch(view: torch.Tensor, warped: torch.Tensor, filled: t
     return out.reshape(view.shape)
 
 
+_TOP = {torch.uint8: 255, torch.uint16: 65535}  # image dtypes rendered, and their largest value
+
+
 def synthesize_view_torch(image: torch.Tensor, disparity: torch.Tensor, direction: int) -> torch.Tensor:
     """:func:`synthesize_view` in torch: render a new view, ``out[y, x + direction * disparity[y, x]] = image[y, x]``,
     larger disparity wins where two land on one pixel, holes filled from their background side.
 
-    ``image``: uint8 [H, W, C] or a batch [B, H, W, C] of frames of one size, on any device. ``disparity``: [H, W] or
-    [B, H, W], pixels, larger = nearer, any real dtype (taken as float32; moved to the image's device); sub-pixel
-    values are rendered by exact linear interpolation. ``direction=-1`` turns a left image into the right-eye view.
-    Returns uint8 like ``image`` (rounded half to even, as np.rint does). Agrees with :func:`synthesize_view` exactly
+    ``image``: uint8 (or uint16) [H, W, C] or a batch [B, H, W, C] of frames of one size, on any device.
+    ``disparity``: [H, W] or [B, H, W], pixels, larger = nearer, any real dtype (taken as float32; moved to the
+    image's device); sub-pixel values are rendered by exact linear interpolation. ``direction=-1`` turns a left image
+    into the right-eye view.
+    Returns the dtype of ``image`` (rounded half to even, as np.rint does). Agrees with :func:`synthesize_view` exactly
     where disparities are whole pixels and surfaces meet with jumps over ``SAME_SURFACE``; elsewhere to within 1
     level with OpenCV 5 (the numpy path rounds interpolated pixels before filling from them) and a few with OpenCV 4
     (which also interpolates in 1/32 px steps). Fills differ more where :func:`fill_disocclusions` joins a row's hole
     run to the next row's (see :func:`fill_disocclusions_torch`).
     """
     _check_direction(direction)
-    if image.dtype != torch.uint8:
-        raise ValueError(f"image must be uint8, got {image.dtype}")
+    if image.dtype not in _TOP:
+        raise ValueError(f"image must be uint8 or uint16, got {image.dtype}")
     _check_layout(image, {"disparity": disparity}, "image")
     disparity = disparity.to(device=image.device, dtype=torch.float32)
     warped = warp_disparity_torch(disparity, direction)
-    view, filled = sample_view_torch(image, torch.where(torch.isfinite(disparity), disparity, 0.0), warped, direction)
+    pixels = image if image.dtype == torch.uint8 else image.to(torch.int32)  # torch gathers no uint16
+    view, filled = sample_view_torch(pixels, torch.where(torch.isfinite(disparity), disparity, 0.0), warped, direction)
     view = fill_disocclusions_torch(view, warped, filled)
-    return view.round().clamp(0, 255).to(torch.uint8)
+    return view.round().clamp(0, _TOP[image.dtype]).to(image.dtype)
 
 
 def torch_synthesizer(device: torch.device | str) -> Callable[[np.ndarray, np.ndarray, int], np.ndarray]:

@@ -3,7 +3,10 @@ stereo layout), and the source's audio, subtitles, chapters and metadata carried
 :mod:`stereoconv.media`.
 
 Geometry and colour follow the source: its sample aspect ratio is kept, and frames are converted back to YUV with the
-matrix and range they were decoded with (see :func:`stereoconv.media.rgb_matrix`) and tagged with them.
+matrix they were decoded with (see :func:`stereoconv.colour.rgb_matrix`) and tagged with the source's colour. A source
+of more than 8 bits written at more than 8 bits (:func:`renders_deep`) keeps everything: bit depth, primaries,
+transfer (HDR stays HDR) and HDR10 metadata where the encoder can write it. Otherwise an HDR source is written as the
+tone-mapped SDR BT.709 picture the model saw, and a note says so.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import av.error
 import numpy as np
 from av.video.reformatter import Colorspace
 
+from .colour import AVCOL_RANGE_MPEG, DEEP_YUV, SWS_FLAGS, is_hdr, rgb_matrix, rgb_to_deep_yuv
 from .config import ENCODERS, PIX_FMTS, OutputConfig
 from .errors import StereoconvError, UsageError
-from .media import AVCOL_RANGE_MPEG, SWS_FLAGS, VideoInfo, ffmpeg_reason, is_hdr, open_input, rgb_matrix
+from .media import VideoInfo, ffmpeg_reason, open_input
 
 # File-name suffix of each layout, for outputs named after their input.
 LAYOUT_SUFFIX = {"half-sbs": "hsbs", "full-sbs": "fsbs", "half-tb": "htb", "full-tb": "ftb", "anaglyph": "anaglyph"}
@@ -165,8 +169,9 @@ _ENCODER_CONTAINERS = {"prores_ks": ("mov", "matroska"), "ffv1": ("matroska",)}
 
 def output_pix_fmt(config: OutputConfig, info: VideoInfo, path: Path) -> str:
     """The pixel format to encode with: ``config.pix_fmt`` ('source': yuv420p10le, or yuv444p10le for a 4:4:4
-    source, when the source has more than 8 bits, else yuv420p; prores_ks: yuv422p10le), after checking that the
-    encoder is available, takes that format and suits the container of ``path``; UsageError if not."""
+    source, when the source has more than 8 bits, else yuv420p; prores_ks: yuv422p10le; the NVENC encoders take
+    10-bit 4:2:0 as p010le), after checking that the encoder is available, takes that format and suits the container
+    of ``path``; UsageError if not. Called before any work, so a bad choice fails at once."""
     codec = config.codec
     if codec not in av.codecs_available:
         have = [c for c in ENCODERS if c in av.codecs_available]
@@ -185,11 +190,21 @@ def output_pix_fmt(config: OutputConfig, info: VideoInfo, path: Path) -> str:
             pix_fmt = "yuv444p10le" if info.pix_fmt.startswith(("yuv444", "gbr")) else "yuv420p10le"
         else:
             pix_fmt = "yuv420p"
+    if codec.endswith("_nvenc") and pix_fmt == "yuv420p10le":
+        pix_fmt = "p010le"  # the same samples, in the semi-planar layout NVENC takes
     supported = {f.name for f in av.Codec(codec, "w").video_formats or ()}
     if supported and pix_fmt not in supported:
-        ok = ", ".join(f for f in PIX_FMTS if f in supported) or "none of " + ", ".join(PIX_FMTS[:-1])
+        takes = supported | ({"yuv420p10le"} if codec.endswith("_nvenc") and "p010le" in supported else set())
+        ok = ", ".join(f for f in PIX_FMTS if f in takes) or "none of " + ", ".join(PIX_FMTS[:-1])
         raise UsageError(f"encoder {codec} cannot encode pix_fmt {pix_fmt}; it takes {ok}")
     return pix_fmt
+
+
+def renders_deep(config: OutputConfig, info: VideoInfo, path: Path) -> bool:
+    """Whether the output is rendered from the source-colour 16-bit pictures (``decode(..., deep=True)``): the
+    source has more than 8 bits, the output pix_fmt too, and the layout is not anaglyph (an SDR 8-bit mix)."""
+    bits = av.VideoFormat(output_pix_fmt(config, info, path)).components[0].bits
+    return info.bit_depth > 8 and bits > 8 and config.format != "anaglyph"
 
 
 class VideoWriter:
@@ -218,6 +233,7 @@ class VideoWriter:
             raise ValueError(f"output size must be even for {config.pix_fmt}, got {width}x{height}")
         self._info = info
         self._matrix, _ = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
+        self._notes: list[str] = []
         try:
             self._out = av.open(str(path), mode="w", format=format_name(path))
         except (av.error.FFmpegError, OSError) as exc:
@@ -236,13 +252,22 @@ class VideoWriter:
     @property
     def notes(self) -> list[str]:
         """What of the source could not be carried into the output, and why."""
-        return list(self._audio.notes) if self._audio is not None else []
+        return self._notes + (list(self._audio.notes) if self._audio is not None else [])
 
     def _add_video_stream(self, width: int, height: int, config: OutputConfig) -> av.video.stream.VideoStream:
-        pix_fmt = output_pix_fmt(config, self._info, Path(self._out.name))
-        hdr = is_hdr(self._info.color_trc)
-        if hdr:  # the frames were tone-mapped to SDR BT.709 when decoded (to_rgb): encode and tag them so
+        info, path = self._info, Path(self._out.name)
+        pix_fmt = output_pix_fmt(config, info, path)
+        # Frames come as the source-colour 16-bit pictures (renders_deep) or as the model's 8-bit SDR view.
+        self._deep = renders_deep(config, info, path)
+        tone_mapped = is_hdr(info.color_trc) and not self._deep
+        if tone_mapped:
             self._matrix = Colorspace.ITU709
+            why = "anaglyph is an SDR format" if config.format == "anaglyph" else f"the output is 8-bit ({pix_fmt})"
+            self._notes.append(f"HDR source written as SDR BT.709 (tone-mapped): {why}; "
+                               "use --pix-fmt source for HDR output")  # fmt: skip
+        # Planar 4:2:0/4:2:2/4:4:4 at 10/12 bits is converted from RGB here (exactly), not by swscale (see
+        # rgb_to_deep_yuv); p010le is the same samples repacked.
+        self._yuv = "yuv420p10le" if pix_fmt == "p010le" else pix_fmt if pix_fmt in DEEP_YUV else None
         rate = Fraction(self._info.fps).limit_denominator(1001 * 1000) if self._info.fps > 0 else Fraction(25)
         stream = self._out.add_stream(config.codec, rate=rate)
         stream.width, stream.height = width, height
@@ -254,26 +279,49 @@ class VideoWriter:
         cc.sample_aspect_ratio = self._info.sample_aspect_ratio
         cc.colorspace = int(self._matrix) if int(self._matrix) in (1, 5, 6, 7, 9) else 1
         cc.color_range = AVCOL_RANGE_MPEG
-        if hdr:
+        if tone_mapped:
             cc.color_primaries, cc.color_trc = 1, 1  # BT.709
         else:
-            if self._info.color_primaries != 2:
-                cc.color_primaries = self._info.color_primaries
-            if self._info.color_trc != 2:
-                cc.color_trc = self._info.color_trc
+            if info.color_primaries != 2:
+                cc.color_primaries = info.color_primaries
+            if info.color_trc != 2:
+                cc.color_trc = info.color_trc
         options = {"crf": str(config.crf), "preset": config.preset} if config.codec.startswith("libx26") else {}
-        tag_stereo_layout(stream, self._out.format.name, config, options, self._info.sample_aspect_ratio)
+        if config.codec == "libx265":
+            options["x265-params"] = "log-level=error"  # x265 logs every encode's statistics to stderr otherwise
+        tag_stereo_layout(stream, self._out.format.name, config, options, info.sample_aspect_ratio)
+        if info.hdr10 is not None and not tone_mapped:
+            self._add_hdr10(options, config.codec)
         stream.options = options
         return stream
 
+    def _add_hdr10(self, options: dict[str, str], codec: str) -> None:
+        """Pass the source's HDR10 static metadata to the encoder, which writes it as SEI in the bitstream (the only
+        way from PyAV, which cannot attach side data to frames or streams); a note where it cannot."""
+        assert self._info.hdr10 is not None
+        params = self._info.hdr10.encoder_params(codec)
+        if params is None:
+            self._notes.append(f"HDR10 static metadata ({self._info.hdr10.describe()}) dropped: {codec} cannot "
+                               "take it here (libx264 and libx265 can)")  # fmt: skip
+            return
+        key = "x264-params" if codec == "libx264" else "x265-params"
+        options[key] = f"{options[key]}:{params}" if key in options else params
+
     def write(self, rgb: np.ndarray, pts: int) -> None:
-        """Encode one uint8 HxWx3 RGB frame shown at source timestamp ``pts`` (source time base)."""
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
-            format=self._video.pix_fmt,
-            dst_colorspace=self._matrix,
-            dst_color_range=AVCOL_RANGE_MPEG,
-            interpolation=SWS_FLAGS,
-        )
+        """Encode one HxWx3 RGB frame shown at source timestamp ``pts`` (source time base): uint8, or uint16 (what is
+        rendered from a :class:`~stereoconv.media.Frame` ``picture``, in the source's colour: see
+        :func:`renders_deep`)."""
+        if self._yuv is not None:
+            frame = rgb_to_deep_yuv(rgb, self._yuv, self._matrix, AVCOL_RANGE_MPEG)
+            if self._yuv != self._video.pix_fmt:
+                frame = frame.reformat(format=self._video.pix_fmt)
+        else:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if rgb.dtype == np.uint16 else "rgb24").reformat(
+                format=self._video.pix_fmt,
+                dst_colorspace=self._matrix,
+                dst_color_range=AVCOL_RANGE_MPEG,
+                interpolation=SWS_FLAGS,
+            )
         frame.pts = pts - self._start_pts
         frame.time_base = self._info.time_base
         self._mux(self._video.encode(frame))

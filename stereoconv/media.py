@@ -1,5 +1,6 @@
-"""Reading media with PyAV: probing, decoding to upright RGB frames with their timestamps, colour conversion (tone
-mapping HDR for the model), and accounting for what a damaged file loses. Writing is :mod:`stereoconv.encode`.
+"""Reading media with PyAV: probing, decoding to upright RGB frames with their timestamps (the model's 8-bit SDR view,
+and the source-colour picture of deep sources; see :mod:`stereoconv.colour`), and accounting for what a damaged file
+loses. Writing is :mod:`stereoconv.encode`.
 
 Geometry: frames are delivered upright (rotation metadata applied to the pixels) in storage resolution; the source's
 sample (pixel) aspect ratio is carried to the output unchanged, so anamorphic sources stay anamorphic and players show
@@ -18,16 +19,10 @@ from pathlib import Path
 import av
 import av.error
 import numpy as np
-from av.video.reformatter import Colorspace, Interpolation
+from av.video.reformatter import Colorspace
 
+from .colour import SWS_FLAGS, Hdr10Metadata, deep_yuv_to_rgb, is_hdr, rgb_matrix, tone_map_to_sdr
 from .errors import MediaError
-
-# AVColorSpace (frame/stream tag) -> swscale matrix.
-_SWS_MATRIX = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
-               7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}  # fmt: skip
-AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG = 1, 2
-# swscale's default rounding darkens every YUV<->RGB conversion by a level or two; accurate rounding does not.
-SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 
 @dataclass(frozen=True)
@@ -56,6 +51,7 @@ class VideoInfo:
     audio_streams: int
     interlaced: bool = False  # the stream is coded as fields (field order, or the first frame's interlaced flag)
     field_order: str = "progressive"  # "top field first", "bottom field first", or "progressive"
+    hdr10: Hdr10Metadata | None = None  # HDR10 static metadata of the first frame, if any
 
     @property
     def display_aspect_ratio(self) -> float:
@@ -66,7 +62,10 @@ class VideoInfo:
 class Frame:
     """One decoded frame: upright RGB pixels and the timestamp it had in the source.
 
-    ``rgb``: uint8 HxWx3. ``index``: 0-based position in decode order within the converted range.
+    ``rgb``: uint8 HxWx3, SDR (HDR tone-mapped): what the model, the cut detector and the smoother see, and what the
+    output is rendered from unless there is a ``picture``. ``picture``: uint16 HxWx3 RGB at full 16-bit scale in the
+    source's own primaries and transfer (PQ stays PQ), for a source of more than 8 bits decoded with ``deep=True``;
+    the output is rendered from it then. ``index``: 0-based position in decode order within the converted range.
     ``pts`` is in units of ``time_base`` (the source stream's); ``time`` is seconds.
     """
 
@@ -74,10 +73,19 @@ class Frame:
     rgb: np.ndarray
     pts: int
     time_base: Fraction
+    picture: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.rgb.dtype != np.uint8 or self.rgb.ndim != 3 or self.rgb.shape[2] != 3:
             raise ValueError(f"Frame.rgb must be uint8 HxWx3, got {self.rgb.dtype} {self.rgb.shape}")
+        if self.picture is not None and (self.picture.dtype != np.uint16 or self.picture.shape != self.rgb.shape):
+            raise ValueError(f"Frame.picture must be uint16 {self.rgb.shape}, got {self.picture.dtype} "
+                             f"{self.picture.shape}")  # fmt: skip
+
+    @property
+    def source(self) -> np.ndarray:
+        """What the output is rendered from: ``picture`` if there is one, else ``rgb``."""
+        return self.picture if self.picture is not None else self.rgb
 
     @property
     def time(self) -> float:
@@ -146,7 +154,7 @@ def probe(path: str | Path) -> VideoInfo:
             colorspace=int(cc.colorspace), color_range=int(cc.color_range),
             color_primaries=int(cc.color_primaries), color_trc=int(cc.color_trc),
             audio_streams=len(container.streams.audio),
-            interlaced=field_order != "progressive", field_order=field_order,
+            interlaced=field_order != "progressive", field_order=field_order, hdr10=Hdr10Metadata.from_frame(first),
         )  # fmt: skip
 
 
@@ -170,122 +178,36 @@ def _quarter_turns(rotation: float) -> int:
     return round(rotation / 90) % 4
 
 
-def rgb_matrix(colorspace: int, color_range: int, pix_fmt: str, width: int, height: int) -> tuple[Colorspace, int]:
-    """The swscale matrix and AVColorRange to convert between YUV and RGB, from a stream's colour tags.
-
-    Untagged streams get what players assume: BT.709 for HD sizes, BT.601 below; limited range unless full range is
-    tagged or implied by a ``yuvj`` format.
-    """
-    matrix = _SWS_MATRIX.get(colorspace)
-    if matrix is None:
-        hd = max(width, height) >= 1280 or min(width, height) >= 720
-        matrix = Colorspace.ITU709 if hd else Colorspace.ITU601
-    full = color_range == AVCOL_RANGE_JPEG or pix_fmt.startswith("yuvj")
-    return matrix, AVCOL_RANGE_JPEG if full else AVCOL_RANGE_MPEG
-
-
 def to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.ndarray:
     """A decoded frame as uint8 HxWx3 RGB in stored orientation (10-bit sources are rounded to 8 bits).
 
-    HDR frames (PQ or HLG transfer, see :func:`is_hdr`) are tone-mapped to SDR BT.709 by :func:`tone_map_to_sdr`:
-    the depth model sees a normal picture, and the output is rendered from these SDR frames (tagged BT.709 SDR).
+    HDR frames (PQ or HLG transfer, see :func:`~stereoconv.colour.is_hdr`) are tone-mapped to SDR BT.709 by
+    :func:`~stereoconv.colour.tone_map_to_sdr`, so the depth model sees a normal picture.
     """
-    deep = _deep_yuv_to_rgb(frame, matrix, color_range)
-    if deep is not None and is_hdr(frame.color_trc):
-        return tone_map_to_sdr(deep, frame.color_trc, frame.color_primaries)
-    if deep is not None:
-        return np.clip(np.rint(deep * 255.0), 0, 255).astype(np.uint8)
-    if is_hdr(frame.color_trc):
-        rgb = frame.to_ndarray(format="rgb48le", src_colorspace=matrix, src_color_range=color_range,
+    return to_pictures(frame, matrix, color_range, deep=False)[0]
+
+
+def to_pictures(
+    frame: av.VideoFrame, matrix: Colorspace, color_range: int, deep: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(rgb, picture)`` of a decoded frame in stored orientation: what :class:`Frame` holds. ``picture`` (uint16
+    RGB in the source's colour) only if ``deep`` and the frame has more than 8 bits; else None."""
+    wide = frame.format.components[0].bits > 8
+    deep_rgb = deep_yuv_to_rgb(frame, matrix, color_range)
+    if deep_rgb is None and (is_hdr(frame.color_trc) or (deep and wide)):
+        rgb48 = frame.to_ndarray(format="rgb48le", src_colorspace=matrix, src_color_range=color_range,
+                                 interpolation=SWS_FLAGS)  # fmt: skip
+        deep_rgb = rgb48.astype(np.float32) / 65535.0
+    if deep_rgb is None:
+        rgb = frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=color_range,
                                interpolation=SWS_FLAGS)  # fmt: skip
-        return tone_map_to_sdr(rgb.astype(np.float32) / 65535.0, frame.color_trc, frame.color_primaries)
-    return frame.to_ndarray(format="rgb24", src_colorspace=matrix, src_color_range=color_range,
-                            interpolation=SWS_FLAGS)  # fmt: skip
-
-
-# Luma coefficients (Kr, Kb) of each swscale matrix.
-_KR_KB = {Colorspace.ITU709: (0.2126, 0.0722), Colorspace.ITU601: (0.299, 0.114), Colorspace.FCC: (0.30, 0.11),
-          Colorspace.SMPTE240M: (0.212, 0.087), Colorspace.BT2020: (0.2627, 0.0593)}  # fmt: skip
-_DEEP_YUV = {"yuv420p10le": (10, 1, 1), "yuv422p10le": (10, 1, 0), "yuv444p10le": (10, 0, 0),
-             "yuv420p12le": (12, 1, 1), "yuv422p12le": (12, 1, 0), "yuv444p12le": (12, 0, 0)}  # fmt: skip
-
-
-def _deep_yuv_to_rgb(frame: av.VideoFrame, matrix: Colorspace, color_range: int) -> np.ndarray | None:
-    """A planar 10/12-bit YUV frame as float32 HxWx3 RGB in [0, 1] (non-linear), or None for other formats.
-
-    Done here rather than by swscale, whose high-bit-depth to RGB conversion is off by up to two 8-bit levels
-    (10-bit limited-range 504, an 8-bit 128, comes out as 126; white 940 as 253). Chroma is upsampled by repetition.
-    """
-    layout = _DEEP_YUV.get(frame.format.name)
-    if layout is None or matrix not in _KR_KB:
-        return None
-    bits, sx, sy = layout
-    w, h = frame.width, frame.height
-    planes = []
-    for i, plane in enumerate(frame.planes):
-        pw, ph = (-(-w >> sx), -(-h >> sy)) if i else (w, h)
-        a = np.frombuffer(plane, np.uint16).reshape(-1, plane.line_size // 2)[:ph, :pw].astype(np.float32)
-        if i:
-            a = np.repeat(np.repeat(a, 1 << sy, axis=0), 1 << sx, axis=1)[:h, :w]
-        planes.append(a)
-    scale = float(1 << (bits - 8))
-    if color_range == AVCOL_RANGE_JPEG:
-        full = float((1 << bits) - 1)
-        y, cb, cr = planes[0] / full, (planes[1] - 128 * scale) / full, (planes[2] - 128 * scale) / full
+        return rgb, None
+    if is_hdr(frame.color_trc):
+        rgb = tone_map_to_sdr(deep_rgb, frame.color_trc, frame.color_primaries)
     else:
-        y = (planes[0] - 16 * scale) / (219 * scale)
-        cb, cr = (planes[1] - 128 * scale) / (224 * scale), (planes[2] - 128 * scale) / (224 * scale)
-    kr, kb = _KR_KB[matrix]
-    kg = 1.0 - kr - kb
-    r = y + 2 * (1 - kr) * cr
-    b = y + 2 * (1 - kb) * cb
-    g = (y - kr * r - kb * b) / kg
-    return np.clip(np.stack([r, g, b], axis=-1), 0.0, 1.0)
-
-
-# AVColorTransferCharacteristic values of the HDR transfers.
-_TRC_PQ, _TRC_HLG = 16, 18  # SMPTE ST 2084, ARIB STD-B67
-_PRIMARIES_BT2020 = 9
-# Linear-light BT.2020 RGB -> BT.709 RGB (ITU-R BT.2087).
-_BT2020_TO_BT709 = np.array([[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]],
-                            dtype=np.float32)  # fmt: skip
-_SDR_WHITE_NITS = 203.0  # HDR reference white (ITU-R BT.2408): becomes SDR's linear 1.0 before the curve
-_HDR_PEAK_NITS = 1000.0  # brightest level kept: brighter highlights clip to SDR white
-_HLG_PEAK_NITS = 1000.0  # nominal display peak for HLG's OOTF
-
-
-def is_hdr(color_trc: int) -> bool:
-    """Whether an AVColorTransferCharacteristic tag is an HDR transfer (PQ or HLG)."""
-    return int(color_trc) in (_TRC_PQ, _TRC_HLG)
-
-
-def tone_map_to_sdr(rgb: np.ndarray, color_trc: int, color_primaries: int) -> np.ndarray:
-    """HDR non-linear RGB (float HxWx3 in [0, 1], PQ or HLG coded) -> uint8 SDR RGB, BT.709 primaries and OETF.
-
-    Simple and global: to display light in nits (PQ EOTF; HLG inverse OETF with its OOTF for a 1000-nit display),
-    BT.2020 -> BT.709 gamut in linear light, reference white (203 nits) to 1.0, an extended Reinhard curve on
-    luminance (1000 nits and above become white, hue kept), then the BT.709 OETF. A PQ 100-nit grey becomes about
-    146 of 255. Not a grading-quality tone map: it is what the depth model and the SDR output are made from.
-    """
-    e = np.clip(rgb.astype(np.float32, copy=False), 0.0, 1.0)
-    if int(color_trc) == _TRC_PQ:
-        m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
-        p = e ** (1.0 / m2)
-        nits = 10000.0 * (np.maximum(p - c1, 0.0) / (c2 - c3 * p)) ** (1.0 / m1)
-    else:  # HLG
-        a, b, c = 0.17883277, 0.28466892, 0.55991073
-        scene = np.where(e <= 0.5, e * e / 3.0, (np.exp((e - c) / a) + b) / 12.0)
-        ys = scene @ np.array([0.2627, 0.6780, 0.0593], dtype=np.float32)
-        nits = _HLG_PEAK_NITS * scene * (np.maximum(ys, 1e-6) ** 0.2)[..., None]
-    if int(color_primaries) == _PRIMARIES_BT2020:
-        nits = np.maximum(nits @ _BT2020_TO_BT709.T, 0.0)
-    x = nits / _SDR_WHITE_NITS
-    lum = x @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
-    white = _HDR_PEAK_NITS / _SDR_WHITE_NITS
-    mapped = lum * (1.0 + lum / (white * white)) / (1.0 + lum)
-    linear = np.clip(x * (mapped / np.maximum(lum, 1e-6))[..., None], 0.0, 1.0)
-    v = np.where(linear < 0.018, 4.5 * linear, 1.099 * linear**0.45 - 0.099)
-    return np.clip(np.rint(v * 255.0), 0, 255).astype(np.uint8)
+        rgb = np.clip(np.rint(deep_rgb * 255.0), 0, 255).astype(np.uint8)
+    picture = np.rint(deep_rgb * 65535.0).astype(np.uint16) if deep and wide else None
+    return rgb, picture
 
 
 @dataclass
@@ -335,6 +257,7 @@ def decode(
     threads: int = 0,
     losses: DecodeLosses | None = None,
     deinterlace: bool = False,
+    deep: bool = False,
 ) -> Iterator[Frame]:
     """Yield the upright RGB frames of ``info.path`` whose timestamps fall in ``[start, end)`` seconds.
 
@@ -343,6 +266,7 @@ def decode(
     With a :class:`DecodeLosses`, packets that cannot be decoded are skipped and the frames lost (there and at a
     truncated end) are recorded in it instead; MediaError is still raised when no frame at all can be decoded.
     ``deinterlace``: run every frame through FFmpeg's ``bwdif`` (one frame out per frame in, timestamps kept).
+    ``deep``: frames of a source of more than 8 bits also carry ``picture``, the source-colour 16-bit view.
     """
     matrix, color_range = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
     count = 0
@@ -402,11 +326,12 @@ def decode(
                         begin = max(begin, min(failed_from, t))
                     losses.add(begin, t, max(failed, round((t - begin) * info.fps)) if step else failed)
                 failed, failed_from = 0, None
-                rgb = to_rgb(frame, matrix, color_range)
+                rgb, picture = to_pictures(frame, matrix, color_range, deep)
                 turns = _quarter_turns(frame.rotation)
                 if turns:
                     rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
-                yield Frame(index=count, rgb=rgb, pts=frame.pts, time_base=stream.time_base)
+                    picture = None if picture is None else np.ascontiguousarray(np.rot90(picture, k=turns))
+                yield Frame(index=count, rgb=rgb, pts=frame.pts, time_base=stream.time_base, picture=picture)
                 count += 1
                 last_time = t
             else:

@@ -27,7 +27,7 @@ from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig
 from .depth import DepthEstimator, load_estimator
 from .dibr import synthesize_view, torch_synthesizer
-from .encode import VideoWriter, atomic_output, check_output_path
+from .encode import VideoWriter, atomic_output, check_output_path, renders_deep
 from .errors import StereoconvError, UsageError
 from .media import DecodeLosses, Frame, VideoInfo, decode, probe
 from .packing import pack, packed_size
@@ -169,7 +169,8 @@ class StereoFrame:
     """One frame through every stage before encoding.
 
     ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``plan``: the disparity,
-    convergence and floating window the views were rendered from. ``packed``: uint8 frame in the output layout
+    convergence and floating window the views were rendered from. ``packed``: the frame in the output layout, rendered
+    from ``frame.source`` (uint8, or uint16 from a deep source's ``picture``)
     (None for a frame :func:`stereo_frames` was told not to render).
     ``is_cut``: the frame starts a new shot.
     """
@@ -216,7 +217,7 @@ def render_stage(
         frame, is_cut, depth, plan = item
         if wanted is not None and not wanted(frame):
             return StereoFrame(frame, is_cut, depth, plan, None)
-        left, right = render_views(frame.rgb, plan.disparity, plan.window, synthesize)
+        left, right = render_views(frame.source, plan.disparity, plan.window, synthesize)
         return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout))
 
     if workers <= 1:
@@ -364,6 +365,7 @@ def convert(
     started = time.perf_counter()
     info = probe(input)
     out_path = check_output_path(output, input, config.output.format)
+    deep = renders_deep(config.output, info, out_path)  # also checks encoder, pix_fmt and container: before the model
     report_path = check_report_path(report) if report is not None else None  # before any work, like the output
     shots = ShotReport.for_video(info, config) if report_path is not None else None
     estimator, cache = open_estimator(input, config, estimator, depth_cache)
@@ -372,7 +374,8 @@ def convert(
     cuts: list[int] = []
     count = 0
     losses = None if media.strict else DecodeLosses()
-    frames = threaded(decode(info, media.start, media.end, media.decode_threads, losses, deinterlace=media.deinterlace))
+    frames = threaded(decode(info, media.start, media.end, media.decode_threads, losses, deinterlace=media.deinterlace,
+                             deep=deep))  # fmt: skip
     size = packed_size(info.width, info.height, config.output.format)
     total = expected_frames(info, media.start, media.end)
     with (

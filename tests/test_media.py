@@ -11,8 +11,9 @@ import pytest
 from conftest import shared_video
 
 from stereoconv import PipelineConfig, convert
+from stereoconv.colour import rgb_matrix
 from stereoconv.encode import atomic_output
-from stereoconv.media import decode, probe, rgb_matrix, to_rgb
+from stereoconv.media import decode, probe, to_rgb
 
 
 class FlatDepth:
