@@ -247,6 +247,22 @@ def test_synthesize_view_matches_numpy_exactly_without_interpolation(direction: 
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("direction", [1, -1])
+def test_sixteen_bit_images_render_like_eight_bit_ones_at_full_precision(direction: int) -> None:
+    # A deep source's picture: the same geometry as its 8-bit view, every one of the 16 bits kept, numpy = torch.
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 65536, (24, 64, 3)).astype(np.uint16)
+    disparity = np.full((24, 64), 2.0, np.float32)
+    disparity[6:18, 20:40] = 6.0
+    want = synthesize_view(image, disparity, direction)
+    got = synthesize_view_torch(*tensors(image, disparity), direction).numpy()
+    assert want.dtype == got.dtype == np.uint16
+    np.testing.assert_array_equal(got, want)
+    eight = synthesize_view((image >> 8).astype(np.uint8), disparity, direction)
+    assert np.abs((want >> 8).astype(int) - eight).max() <= 1
+    assert np.any(want & 0xFF)  # the low byte is rendered, not dropped
+
+
 def middlebury_scenes():
     if not BENCHMARK.is_file() or not STEREO_DATA.is_dir():
         pytest.skip(f"Middlebury data or its loader not available: {STEREO_DATA}")
@@ -334,7 +350,7 @@ def test_other_layouts_and_dtypes_are_refused() -> None:
         warp_disparity_torch(torch.zeros(5), 1)
     with pytest.raises(ValueError, match=r"\[B, H, W\]"):
         warp_disparity_torch(torch.zeros(1, 1, 3, 5), 1)
-    with pytest.raises(ValueError, match="uint8"):
+    with pytest.raises(ValueError, match="uint8 or uint16"):
         synthesize_view_torch(torch.zeros(3, 5, 3), torch.zeros(3, 5), 1)
     with pytest.raises(ValueError, match="of one size"):
         fill_disocclusions_torch(torch.zeros(3, 5, 3), torch.zeros(3, 5), torch.zeros(3, 4, dtype=torch.bool))
