@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import (
@@ -30,6 +30,9 @@ from .config import (
     to_toml,
 )
 from .errors import EXIT_COMPLETED_WITH_LOSSES, StereoconvError, UsageError
+
+if TYPE_CHECKING:
+    from .media import DecodeLosses
 
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as shells report it
@@ -166,8 +169,9 @@ def _farm_arguments(commands: Any) -> None:
     plan = commands.add_parser(
         "plan", help="plan a render-farm job: chunks on scene cuts, as a JSON manifest",
         description="Scan INPUT for scene cuts and split it into chunks of about --chunk-seconds that end on a cut "
-        "where one is near; write the job manifest (input, fingerprint, settings, model, chunks) to --out. Render "
-        "the chunks with `stereoconv render`, anywhere, in any order; join them with `stereoconv assemble`.",
+        "where one is near; write the job manifest (input, fingerprint, settings, model, chunks, frames lost to a "
+        "damaged input) to --out. Render the chunks with `stereoconv render`, anywhere, in any order; join them "
+        "with `stereoconv assemble`.",
     )  # fmt: skip
     plan.add_argument("input", metavar="INPUT", help="video file to convert")
     plan.add_argument("--out", metavar="JOB.json", required=True, help="job manifest to write")
@@ -189,6 +193,9 @@ def _farm_arguments(commands: Any) -> None:
     plan.add_argument("--model", metavar="ID|DIR", help="depth model (see convert)")
     plan.add_argument("--format", choices=LAYOUTS, help="stereo layout (default: half-sbs)")
     plan.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    plan.add_argument("--strict", action="store_true", help="fail (exit 3) if any frame of a damaged input cannot be "
+                      "decoded; by default the frames lost are listed, skipped by every chunk, and assemble exits "
+                      "5 (media.strict)")  # fmt: skip
     _settings_arguments(plan)
 
     render = commands.add_parser(
@@ -221,7 +228,8 @@ def _farm_arguments(commands: Any) -> None:
     assemble = commands.add_parser(
         "assemble", help="join a job's rendered chunks into the output",
         description="Join the chunks of JOB.json into OUTPUT without re-encoding and copy the input's audio "
-        "streams once. Every chunk must be rendered; missing or damaged ones are named.",
+        "streams once. Every chunk must be rendered; missing or damaged ones are named. Exits 5 when the plan "
+        "found frames lost to a damaged input (listed again here).",
     )  # fmt: skip
     assemble.add_argument("job", metavar="JOB.json", help="job manifest from `stereoconv plan`")
     assemble.add_argument("output", metavar="OUTPUT", help="file to write, or an existing directory (see convert)")
@@ -282,13 +290,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"wrote {result.output}: {result.frames} frames, {len(result.cuts)} cuts, "
               f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
     losses = getattr(result, "losses", None)
-    if losses:  # printed even with --quiet: the exit code alone does not say where
-        for line in losses.lines():
-            print(f"stereoconv: warning: {line}", file=sys.stderr)
-        print(f"stereoconv: completed with losses: {losses.summary()} (the input is damaged; --strict makes this "
-              f"an error); wrote {result.output}", file=sys.stderr)  # fmt: skip
+    if losses:
+        _print_losses(losses, f"completed with losses: {losses.summary()}", f"wrote {result.output}")
         return EXIT_COMPLETED_WITH_LOSSES
     return 0
+
+
+def _print_losses(losses: DecodeLosses, outcome: str, then: str) -> None:
+    """The frames a damaged input lost, one warning line per range, then ``outcome`` and ``then`` on one line.
+    Printed even with --quiet: the exit code alone does not say where."""
+    for line in losses.lines():
+        print(f"stereoconv: warning: {line}", file=sys.stderr)
+    print(f"stereoconv: {outcome} (the input is damaged; --strict makes this an error); {then}", file=sys.stderr)
 
 
 def _cmd_scenes(args: argparse.Namespace) -> int:
@@ -341,6 +354,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
               f"({mid} starting mid-shot)", file=sys.stderr)  # fmt: skip
         if job.model_note:
             print(f"note: {job.model_note}", file=sys.stderr)
+    if job.losses:  # the chunks skip them; assemble reports them again and exits 5
+        _print_losses(job.losses, f"planned with losses: {job.losses.summary()}",
+                      f"wrote {job.path}; assemble will exit {EXIT_COMPLETED_WITH_LOSSES}")  # fmt: skip
     return 0
 
 
@@ -369,7 +385,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_assemble(args: argparse.Namespace) -> int:
     from .farm import assemble, load_job
 
-    written = assemble(load_job(args.job), args.output, args.work_dir)
+    job = load_job(args.job)
+    notes: list[str] = []
+    written = assemble(job, args.output, args.work_dir, notes=notes)
+    for note in notes:
+        print(f"stereoconv: {note}", file=sys.stderr)
+    if job.losses:  # found when planned: the output has every frame that decodes, as convert's would
+        _print_losses(job.losses, f"completed with losses: {job.losses.summary()}", f"wrote {written}")
+        return EXIT_COMPLETED_WITH_LOSSES
     print(f"wrote {written}", file=sys.stderr)
     return 0
 

@@ -207,6 +207,21 @@ def renders_deep(config: OutputConfig, info: VideoInfo, path: Path) -> bool:
     return info.bit_depth > 8 and bits > 8 and config.format != "anaglyph"
 
 
+def video_notes(config: OutputConfig, info: VideoInfo, path: Path) -> list[str]:
+    """What of the source's video colour the output written to ``path`` cannot keep, and why: HDR tone-mapped to SDR
+    (an 8-bit output or anaglyph), HDR10 static metadata the encoder cannot write. Empty if it keeps everything."""
+    if not is_hdr(info.color_trc):
+        return []
+    if not renders_deep(config, info, path):
+        bits = output_pix_fmt(config, info, path)
+        why = "anaglyph is an SDR format" if config.format == "anaglyph" else f"the output is 8-bit ({bits})"
+        return [f"HDR source written as SDR BT.709 (tone-mapped): {why}; use --pix-fmt source for HDR output"]
+    if info.hdr10 is not None and info.hdr10.encoder_params(config.codec) is None:
+        return [f"HDR10 static metadata ({info.hdr10.describe()}) dropped: {config.codec} cannot take it here "
+                "(libx264 and libx265 can)"]  # fmt: skip
+    return []
+
+
 class VideoWriter:
     """Encode RGB frames to ``path`` and copy the source's audio and subtitle streams, chapters and global metadata
     alongside (see :class:`AudioCopy`; ``config.audio`` says what becomes of audio), unless ``video_only``.
@@ -233,7 +248,6 @@ class VideoWriter:
             raise ValueError(f"output size must be even for {config.pix_fmt}, got {width}x{height}")
         self._info = info
         self._matrix, _ = rgb_matrix(info.colorspace, info.color_range, info.pix_fmt, info.width, info.height)
-        self._notes: list[str] = []
         try:
             self._out = av.open(str(path), mode="w", format=format_name(path))
         except (av.error.FFmpegError, OSError) as exc:
@@ -251,8 +265,9 @@ class VideoWriter:
 
     @property
     def notes(self) -> list[str]:
-        """What of the source could not be carried into the output, and why."""
-        return self._notes + (list(self._audio.notes) if self._audio is not None else [])
+        """What of the source's other streams could not be carried into the output, and why (for the video itself,
+        see :func:`video_notes`)."""
+        return list(self._audio.notes) if self._audio is not None else []
 
     def _add_video_stream(self, width: int, height: int, config: OutputConfig) -> av.video.stream.VideoStream:
         info, path = self._info, Path(self._out.name)
@@ -262,9 +277,6 @@ class VideoWriter:
         tone_mapped = is_hdr(info.color_trc) and not self._deep
         if tone_mapped:
             self._matrix = Colorspace.ITU709
-            why = "anaglyph is an SDR format" if config.format == "anaglyph" else f"the output is 8-bit ({pix_fmt})"
-            self._notes.append(f"HDR source written as SDR BT.709 (tone-mapped): {why}; "
-                               "use --pix-fmt source for HDR output")  # fmt: skip
         # Planar 4:2:0/4:2:2/4:4:4 at 10/12 bits is converted from RGB here (exactly), not by swscale (see
         # rgb_to_deep_yuv); p010le is the same samples repacked.
         self._yuv = "yuv420p10le" if pix_fmt == "p010le" else pix_fmt if pix_fmt in DEEP_YUV else None
@@ -297,12 +309,10 @@ class VideoWriter:
 
     def _add_hdr10(self, options: dict[str, str], codec: str) -> None:
         """Pass the source's HDR10 static metadata to the encoder, which writes it as SEI in the bitstream (the only
-        way from PyAV, which cannot attach side data to frames or streams); a note where it cannot."""
+        way from PyAV, which cannot attach side data to frames or streams); :func:`video_notes` says where not."""
         assert self._info.hdr10 is not None
         params = self._info.hdr10.encoder_params(codec)
         if params is None:
-            self._notes.append(f"HDR10 static metadata ({self._info.hdr10.describe()}) dropped: {codec} cannot "
-                               "take it here (libx264 and libx265 can)")  # fmt: skip
             return
         key = "x264-params" if codec == "libx264" else "x265-params"
         options[key] = f"{options[key]}:{params}" if key in options else params

@@ -1,12 +1,17 @@
 """Render farms: plan a conversion as chunks, render chunks independently, assemble them without re-encoding.
 
 ``plan`` scans the input once (the pipeline's own cut detector, over the same range ``convert`` would convert) and
-writes a job manifest: the input and its fingerprint, the resolved settings, the model and its fingerprint, and the
-chunks. Chunks are about ``chunk_seconds`` long and end on a scene cut when one is within ``tolerance`` of that
-length; there every temporal state resets, so a chunk that starts on a cut renders exactly what a single pass would.
-A shot longer than allowed is split mid-shot: the chunk after the split decodes and smooths up to
-``preroll_seconds`` of the shot before its first frame (the pre-roll) and drops them, so its temporal state has
-settled by its first frame (exact again when the pre-roll reaches back to the shot's first frame).
+writes a job manifest: the input and its fingerprint, the resolved settings, the model and its fingerprint, the
+chunks, and what a damaged input lost. Like ``convert``, the scan keeps what decodes: packets that cannot be decoded
+(and the end of a truncated file) are skipped, the frames lost recorded in the manifest, and the chunks number and
+decode the frames that remain, so ``assemble`` writes what a single pass writes and reports the same losses. With
+``media.strict`` any loss fails the plan instead.
+
+Chunks are about ``chunk_seconds`` long and end on a scene cut when one is within ``tolerance`` of that length;
+there every temporal state resets, so a chunk that starts on a cut renders exactly what a single pass would. A shot
+longer than allowed is split mid-shot: the chunk after the split decodes and smooths up to ``preroll_seconds`` of
+the shot before its first frame (the pre-roll) and drops them, so its temporal state has settled by its first frame
+(exact again when the pre-roll reaches back to the shot's first frame).
 
 ``render`` converts chunks to ``chunk_KKKKK.mkv`` (video only, timestamps those of the single-pass output) beside a
 sidecar ``chunk_KKKKK.json`` (frame count, every pts, sha256 of the file, a hash of what determines the pixels): a
@@ -47,13 +52,15 @@ from .encode import (
     check_output_path,
     check_writable_file,
     format_name,
+    renders_deep,
     tag_stereo_layout,
 )
 from .errors import MediaError, StereoconvError, UsageError
-from .media import Frame, VideoInfo, decode, probe
+from .media import DecodeLosses, Frame, VideoInfo, decode, probe
 from .packing import packed_size
 from .pipeline import (
     choose_synthesizer,
+    conversion_notes,
     open_estimator,
     plan_stage,
     render_stage,
@@ -61,6 +68,7 @@ from .pipeline import (
     with_cuts,
     with_depth,
 )
+from .report import losses_from_dict, losses_to_dict
 from .scenes import make_detector
 
 JOB_FORMAT = "stereoconv-job"
@@ -113,7 +121,11 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Job:
-    """A job manifest: what to convert, with which settings, in which chunks. ``path``: the manifest file."""
+    """A job manifest: what to convert, with which settings, in which chunks. ``path``: the manifest file.
+
+    ``frames``, ``cuts`` and the chunks' frame numbers count the frames that decode. ``losses``: the frames the
+    plan's scan could not decode from a damaged input (empty when none; with ``media.strict`` a loss fails the plan).
+    """
 
     path: Path
     tool_version: str
@@ -130,6 +142,7 @@ class Job:
     chunk_seconds: float
     preroll_seconds: float
     chunks: list[Chunk]
+    losses: DecodeLosses = dataclasses.field(default_factory=DecodeLosses)
 
     @property
     def config(self) -> PipelineConfig:
@@ -150,6 +163,7 @@ class Job:
             "video": {"fps": self.fps, "time_base": str(self.time_base), "frames": self.frames, "cuts": self.cuts},
             "chunking": {"chunk_seconds": self.chunk_seconds, "preroll_seconds": self.preroll_seconds},
             "chunks": [c.to_dict() for c in self.chunks],
+            "losses": losses_to_dict(self.losses),
         }
 
 
@@ -182,14 +196,17 @@ def split_frames(
     return out
 
 
-def _scan(info: VideoInfo, config: PipelineConfig, progress: bool) -> tuple[list[int], list[int]]:
-    """Source pts of every frame in the configured range and the cuts, with the detector ``convert`` uses."""
+def _scan(info: VideoInfo, config: PipelineConfig, progress: bool) -> tuple[list[int], list[int], DecodeLosses]:
+    """Source pts of every frame in the configured range, the cuts (with the detector ``convert`` uses) and what
+    could not be decoded; decoded as ``convert`` does: tolerantly, or strictly (MediaError) with ``media.strict``."""
     from .pipeline import expected_frames, progress_bar
 
     media = config.media
     pts: list[int] = []
     cuts: list[int] = []
-    frames = threaded(decode(info, media.start, media.end, media.decode_threads, deinterlace=media.deinterlace))
+    losses = None if media.strict else DecodeLosses()
+    frames = threaded(decode(info, media.start, media.end, media.decode_threads, losses,
+                             deinterlace=media.deinterlace))  # fmt: skip
     total = expected_frames(info, media.start, media.end)
     with contextlib.closing(frames), progress_bar(total, progress, "planning") as bar:
         for frame, is_cut in with_cuts(frames, make_detector(config.scenes)):
@@ -197,7 +214,7 @@ def _scan(info: VideoInfo, config: PipelineConfig, progress: bool) -> tuple[list
             if is_cut:
                 cuts.append(frame.index)
             bar.update()
-    return pts, cuts
+    return pts, cuts, losses if losses is not None else DecodeLosses()
 
 
 def plan(
@@ -214,6 +231,8 @@ def plan(
 
     ``chunk_seconds``: target chunk length (s); a chunk ends on a cut within ``tolerance`` x that of its target.
     ``preroll_seconds``: how much of its shot a chunk that starts mid-shot decodes and smooths first.
+    A damaged input: unless ``config.media.strict`` (then MediaError, naming where), what decodes is planned and the
+    frames lost are recorded in ``Job.losses``.
     """
     config = config or PipelineConfig()
     if not chunk_seconds > 0:
@@ -222,13 +241,14 @@ def plan(
         raise UsageError(f"--preroll-seconds must be 0 or more, got {preroll_seconds}")
     job_file = check_writable_file(job_path, "job manifest", (".json",))
     info = probe(input)
+    renders_deep(config.output, info, Path("chunk" + CHUNK_SUFFIX))  # the encoder and pix_fmt: fail now, not on a node
     fingerprint = fingerprint_input(info.path)
     model_fp, note = None, None
     try:
         model_fp = model_fingerprint(config.depth.model, config.depth.input_size)
     except StereoconvError as exc:
         note = f"model fingerprint unavailable when planned ({exc}); chunks are keyed by the model name"
-    pts, cuts = _scan(info, config, progress)
+    pts, cuts, losses = _scan(info, config, progress)
     fps = info.fps if info.fps > 0 else 25.0
     tb = info.time_base
 
@@ -254,7 +274,7 @@ def plan(
         path=job_file, tool_version=__version__, input=info.path.resolve(), input_fingerprint=fingerprint,
         settings=config.to_dict(), model=config.depth.model, model_fingerprint=model_fp, model_note=note,
         fps=info.fps, time_base=tb, frames=len(pts), cuts=cuts, chunk_seconds=chunk_seconds,
-        preroll_seconds=preroll_seconds, chunks=chunks,
+        preroll_seconds=preroll_seconds, chunks=chunks, losses=losses,
     )  # fmt: skip
     _write_json_atomic(job_file, job.to_dict())
     return job
@@ -296,7 +316,8 @@ def load_job(path: str | Path, *, check_input: bool = True) -> Job:
             model_fingerprint=model["fingerprint"], model_note=model.get("note"), fps=float(video["fps"]),
             time_base=Fraction(video["time_base"]), frames=int(video["frames"]), cuts=list(video["cuts"]),
             chunk_seconds=float(chunking["chunk_seconds"]), preroll_seconds=float(chunking["preroll_seconds"]),
-            chunks=chunks,
+            # None in manifests from before losses were recorded: planning decoded strictly then, so none were
+            chunks=chunks, losses=losses_from_dict(data.get("losses")),
         )  # fmt: skip
         job.config  # noqa: B018 - validates the settings
     except StereoconvError as exc:
@@ -452,22 +473,21 @@ def render_chunk(
 ) -> int:
     """Render one chunk to its video and sidecar in ``work_dir`` (both written atomically). Returns its frames.
 
-    Frames from the pre-roll go through cuts, depth, smoothing and planning but are not rendered or encoded.
+    Frames from the pre-roll go through cuts, depth, smoothing and planning but are not rendered or encoded. The
+    input is decoded as the plan's scan decoded it (skipping what does not decode, unless ``media.strict``), and the
+    frames must be the plan's: MediaError if they are not (the input changed, or a damaged file decodes otherwise
+    after a seek).
     """
     config = job.config
     info = probe(job.input)  # the chunk is video only (VideoWriter video_only): assemble adds the rest once
     video, sidecar = chunk_paths(work_dir, chunk.index)
     runtime = config.runtime
     skip = chunk.first_frame - chunk.decode_first
-    frames = threaded(
-        decode(
-            info,
-            chunk.decode_start,
-            chunk.decode_end,
-            config.media.decode_threads,
-            deinterlace=config.media.deinterlace,
-        )
-    )
+    # What this decode loses is not reported: it is the plan's losses in this range, recorded when planned.
+    losses = None if config.media.strict else DecodeLosses()
+    deep = renders_deep(config.output, info, video)
+    frames = threaded(decode(info, chunk.decode_start, chunk.decode_end, config.media.decode_threads, losses,
+                             deinterlace=config.media.deinterlace, deep=deep))  # fmt: skip
     depth = threaded(with_depth(_with_known_cuts(frames, set(job.cuts), chunk.decode_first), estimator),
                      runtime.queue_frames, name="stereoconv-depth")  # fmt: skip
     rendered = render_stage(plan_stage(depth, config), config.output.format, choose_synthesizer(config, estimator),
@@ -490,12 +510,15 @@ def render_chunk(
             pts.append(item.frame.pts)
             if on_frame is not None:
                 on_frame(len(pts))
+        why = "the input changed or decodes differently here"
+        if job.losses:
+            why = ("the input is damaged and decodes otherwise from this chunk's start than from the file's; convert "
+                   "it in a single pass (`stereoconv convert` without --work-dir)")  # fmt: skip
         if seen != chunk.last_frame - chunk.decode_first + 1 or not pts or pts[0] != chunk.first_pts:
             raise MediaError(f"chunk {chunk.index}: decoded {seen} frames from {chunk.decode_start:.3f} s, the plan "
-                             f"has {chunk.last_frame - chunk.decode_first + 1}: the input changed or decodes "
-                             "differently here")  # fmt: skip
+                             f"has {chunk.last_frame - chunk.decode_first + 1}: {why}")  # fmt: skip
         if pts[-1] != chunk.last_pts:
-            raise MediaError(f"chunk {chunk.index}: last frame at pts {pts[-1]}, the plan has {chunk.last_pts}")
+            raise MediaError(f"chunk {chunk.index}: last frame at pts {pts[-1]}, the plan has {chunk.last_pts}: {why}")
     start_pts = round(config.media.start / info.time_base)
     meta = {
         "chunk": chunk.index, "frames": len(pts), "first_pts": pts[0], "last_pts": pts[-1],
@@ -594,11 +617,16 @@ def render(
 # --------------------------------------------------------------------------------------------------- assemble
 
 
-def assemble(job: Job, output: str | Path, work_dir: str | Path | None = None) -> Path:
-    """Join the job's chunks into ``output`` without re-encoding, with the source's audio copied once.
+def assemble(
+    job: Job, output: str | Path, work_dir: str | Path | None = None, *, notes: list[str] | None = None
+) -> Path:
+    """Join the job's chunks into ``output`` without re-encoding, with the source's audio (as ``output.audio`` says),
+    subtitles, chapters and metadata carried once, as ``convert`` carries them.
 
     Every chunk must be rendered and intact; those that are not are named (MediaError). The result has the frames,
-    timestamps and audio a single-pass ``convert`` writes; the file appears only when it is complete.
+    timestamps and audio a single-pass ``convert`` writes; the file appears only when it is complete. ``notes``: if
+    given, lines saying what of the source was dropped or re-encoded, and why, are appended to it. The frames a
+    damaged input lost are the plan's: ``job.losses``.
     """
     work = Path(work_dir) if work_dir is not None else job.default_work_dir
     config = job.config
@@ -617,14 +645,18 @@ def assemble(job: Job, output: str | Path, work_dir: str | Path | None = None) -
         except (av.error.FFmpegError, OSError) as exc:
             raise StereoconvError(f"cannot create output file {out_path}: {exc}") from exc
         try:
-            _remux(job, work, out, info, media.start, media.end)
+            carried = _remux(job, work, out, info, media.start, media.end)
         finally:
             out.close()
+    if notes is not None:
+        notes.extend(conversion_notes(info, config, out_path) + carried)
     return out_path
 
 
 def _remux(job: Job, work: Path, out: av.container.OutputContainer, info: VideoInfo, start: float,
-           end: float | None) -> None:  # fmt: skip
+           end: float | None) -> list[str]:  # fmt: skip
+    """Write the chunks' video and the source's other streams into ``out``; returns the notes of what of the source
+    was dropped or re-encoded."""
     config = job.config
     tb = info.time_base
     extradata = None
@@ -641,7 +673,9 @@ def _remux(job: Job, work: Path, out: av.container.OutputContainer, info: VideoI
                     stream = out.add_stream_from_template(vin)
                     stream.time_base = tb
                     tag_stereo_layout(stream, out.format.name, config.output, {}, info.sample_aspect_ratio)
-                    audio = AudioCopy(out, info.path, start, end) if info.audio_streams else None
+                    # As VideoWriter: a source without audio still gets its subtitles, chapters and metadata.
+                    audio = AudioCopy(out, info.path, start, end,
+                                      audio=config.output.audio if info.audio_streams else "none")  # fmt: skip
                     extradata = vin.codec_context.extradata
                 elif vin.codec_context.extradata != extradata:
                     raise MediaError(f"chunk {chunk.index} was encoded with other encoder settings than chunk 0 "
@@ -665,6 +699,7 @@ def _remux(job: Job, work: Path, out: av.container.OutputContainer, info: VideoI
     finally:
         if audio is not None:
             audio.close()
+    return list(audio.notes) if audio is not None else []
 
 
 def _exact_timestamps(

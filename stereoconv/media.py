@@ -52,6 +52,7 @@ class VideoInfo:
     interlaced: bool = False  # the stream is coded as fields (field order, or the first frame's interlaced flag)
     field_order: str = "progressive"  # "top field first", "bottom field first", or "progressive"
     hdr10: Hdr10Metadata | None = None  # HDR10 static metadata of the first frame, if any
+    constant_rate: bool = False  # the stream's average frame rate is its base rate: timestamps should not jump
 
     @property
     def display_aspect_ratio(self) -> float:
@@ -155,6 +156,7 @@ def probe(path: str | Path) -> VideoInfo:
             color_primaries=int(cc.color_primaries), color_trc=int(cc.color_trc),
             audio_streams=len(container.streams.audio),
             interlaced=field_order != "progressive", field_order=field_order, hdr10=Hdr10Metadata.from_frame(first),
+            constant_rate=bool(stream.average_rate) and stream.average_rate == stream.base_rate,
         )  # fmt: skip
 
 
@@ -321,10 +323,19 @@ def decode(
                 if frame.is_corrupt and losses is not None:
                     losses.frames_damaged += 1
                 if failed and losses is not None:
+                    # From the frame after the last one delivered: with frame threading the decoder reports a bad
+                    # packet a few packets after it, so the failed packet's own time starts the loss too late.
                     begin = last_time + step if last_time is not None else max(start, failed_from or start)
-                    if failed_from is not None and last_time is not None:
-                        begin = max(begin, min(failed_from, t))
                     losses.add(begin, t, max(failed, round((t - begin) * info.fps)) if step else failed)
+                elif info.constant_rate and last_time is not None and t - last_time > 2.5 * step > 0:
+                    # No packet failed, yet the timestamps jump: the demuxer skipped damaged data (a broken
+                    # Matroska cluster) without a word. Variable-rate streams may jump by design: not checked.
+                    missing = round((t - last_time) * info.fps) - 1
+                    if losses is None:
+                        raise MediaError(f"{info.path}: about {missing} frames missing between "
+                                         f"{last_time + step:.3f} s and {t:.3f} s (the timestamps jump): the file is "
+                                         "damaged")  # fmt: skip
+                    losses.add(last_time + step, t, missing)
                 failed, failed_from = 0, None
                 rgb, picture = to_pictures(frame, matrix, color_range, deep)
                 turns = _quarter_turns(frame.rotation)

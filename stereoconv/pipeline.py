@@ -27,7 +27,7 @@ from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig
 from .depth import DepthEstimator, load_estimator
 from .dibr import synthesize_view, torch_synthesizer
-from .encode import VideoWriter, atomic_output, check_output_path, renders_deep
+from .encode import VideoWriter, atomic_output, check_output_path, renders_deep, video_notes
 from .errors import StereoconvError, UsageError
 from .media import DecodeLosses, Frame, VideoInfo, decode, probe
 from .packing import pack, packed_size
@@ -50,7 +50,7 @@ class ConvertResult:
     seconds: float
     depth_cache: str | None = None  # what the depth cache did, e.g. "depth cache: 22 of 22 frames read, 0 computed"
     work: str | None = None  # with a work directory: what it held and what became of it, e.g. "resumed: 3 of 5 ..."
-    losses: DecodeLosses | None = None  # frames lost to a damaged input (single pass, not media.strict)
+    losses: DecodeLosses | None = None  # frames lost to a damaged input (None with media.strict)
     notes: list[str] = field(default_factory=list)  # what of the source was dropped or re-encoded, and why
 
     @property
@@ -399,17 +399,22 @@ def convert(
                 shots.add_frame(item)
             if on_frame is not None:
                 on_frame(item)
-    if shots is not None and report_path is not None:
-        shots.write(report_path)
     summary = cache.stats.summary() if cache is not None else None
-    notes = list(writer.notes)
-    if info.interlaced:
-        notes.append(
-            f"input is interlaced ({info.field_order}): "
-            + ("deinterlaced with bwdif" if media.deinterlace else "use --deinterlace for a cleaner result")
-        )
+    notes = conversion_notes(info, config, out_path) + writer.notes
+    if shots is not None and report_path is not None:
+        shots.write(report_path, losses=losses, notes=notes)
     return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
                          notes=notes)  # fmt: skip
+
+
+def conversion_notes(info: VideoInfo, config: PipelineConfig, output: Path) -> list[str]:
+    """What a conversion of ``info`` to ``output`` changes of the source's picture, and why: colour it cannot keep
+    (:func:`~stereoconv.encode.video_notes`) and interlacing. The other streams' notes come from the writer."""
+    notes = video_notes(config.output, info, output)
+    if info.interlaced:
+        how = "deinterlaced with bwdif" if config.media.deinterlace else "use --deinterlace for a cleaner result"
+        notes.append(f"input is interlaced ({info.field_order}): {how}")
+    return notes
 
 
 def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, progress: bool = False) -> SceneList:

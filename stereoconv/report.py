@@ -32,9 +32,14 @@ Per shot (:class:`ShotStats`):
 - **hole area**: mean share (%) of the pixels of each eye that no source pixel lands on (disocclusions and the strip
   uncovered at the frame edge), filled by the renderer; before the floating window is applied.
 
+Besides the shots, a report carries what happened to the source (:attr:`ShotReport.losses`, :attr:`ShotReport.notes`,
+or passed to :meth:`ShotReport.write`): the frames a damaged input lost (:class:`~stereoconv.media.DecodeLosses`:
+where, how many, packets rejected, frames kept with decode errors) and what of the source was dropped or re-encoded.
+
 Output: :meth:`ShotReport.to_json` (all figures, plus the per-frame series) and :meth:`ShotReport.to_html` (a shot
-table and a plot of the parallax range over time, with cut markers and the budget; needs matplotlib, the ``report``
-extra: ``pip install 'stereoconv[report]'``). Both write atomically: a temporary file beside the target, renamed.
+table and a plot of the parallax range over time, with cut markers, the budget and lost ranges, and a short section
+on the source's losses and notes when there are any; needs matplotlib, the ``report`` extra: ``pip install
+'stereoconv[report]'``). Both write atomically: a temporary file beside the target, renamed.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import json
 import math
 import os
 from array import array
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +63,7 @@ import numpy as np
 from .dibr import warp_disparity
 from .encode import atomic_output, check_writable_file
 from .errors import UsageError
+from .media import DecodeLosses
 from .parallax import ParallaxBudget, window_violations
 
 if TYPE_CHECKING:
@@ -204,6 +211,42 @@ class _FrameFigures:
     holes: tuple[float, float]  # fractions 0-1
 
 
+# ------------------------------------------------------------------------------------------------------- losses
+
+
+def losses_to_dict(losses: DecodeLosses) -> dict[str, Any]:
+    """A :class:`~stereoconv.media.DecodeLosses` as JSON-ready data: ``frames_lost``, ``ranges`` (``[[start, end],
+    ...]``, seconds), ``counts`` (frames lost in each range), ``packets_failed``, ``frames_damaged``."""
+    return {
+        "frames_lost": losses.frames_lost,
+        "ranges": [[float(start), float(end)] for start, end in losses.ranges],
+        "counts": [int(n) for n in losses.counts],
+        "packets_failed": losses.packets_failed,
+        "frames_damaged": losses.frames_damaged,
+    }
+
+
+def losses_from_dict(data: dict[str, Any] | None) -> DecodeLosses:
+    """The :class:`~stereoconv.media.DecodeLosses` :func:`losses_to_dict` wrote (None: an empty one). Raises
+    ValueError or TypeError for data that is not such an object."""
+    if data is None:
+        return DecodeLosses()
+    if not isinstance(data, dict):
+        raise TypeError(f"losses must be an object, got {type(data).__name__}")
+    ranges = [(float(start), float(end)) for start, end in data.get("ranges", [])]
+    counts = [int(n) for n in data.get("counts", [])]
+    if len(ranges) != len(counts):
+        raise ValueError(f"losses: {len(ranges)} ranges but {len(counts)} counts")
+    losses = DecodeLosses(frames_lost=int(data.get("frames_lost", sum(counts))), ranges=ranges, counts=counts,
+                          packets_failed=int(data.get("packets_failed", 0)),
+                          frames_damaged=int(data.get("frames_damaged", 0)))  # fmt: skip
+    if losses.frames_lost != sum(counts):
+        raise ValueError(f"losses: frames_lost {losses.frames_lost} is not the sum of its ranges' counts {counts}")
+    if min(losses.packets_failed, losses.frames_damaged, *counts) < 0:
+        raise ValueError("losses: a count is negative")
+    return losses
+
+
 # ---------------------------------------------------------------------------------------------------- the report
 
 
@@ -227,6 +270,10 @@ class ShotReport:
     ``width``/``height``: frame size in pixels (the disparity maps' size); ``fps``: average frame rate (for the end of
     the last shot). ``budget``: the parallax budget the video was made for (plotted and recorded; optional).
     ``source``: the input's name, for the titles.
+
+    What happened to the source, recorded as given (set these attributes, or pass them to :meth:`write`):
+    ``losses``: the frames a damaged input lost (None: not tracked, e.g. with ``media.strict``, where any loss fails
+    the conversion); ``notes``: what of the source was dropped or re-encoded, and why (one line each).
     """
 
     def __init__(
@@ -243,6 +290,8 @@ class ShotReport:
         self.width, self.height, self.fps = width, height, float(fps)
         self.budget = budget
         self.source = None if source is None else str(source)
+        self.losses: DecodeLosses | None = None
+        self.notes: list[str] = []
         self._rng = np.random.default_rng(_SEED)
         self._shots: list[ShotStats] = []
         self._shot: _Accumulator | None = None
@@ -382,6 +431,9 @@ class ShotReport:
             "budget": None if self.budget is None else asdict(self.budget),
             "overall": None if overall is None else overall.to_dict(),
             "shots": [shot.to_dict() for shot in self.shots],
+            # frames a damaged input lost (null: not tracked) and what of the source was dropped or re-encoded
+            "losses": None if self.losses is None else losses_to_dict(self.losses),
+            "notes": list(self.notes),
         }
         if per_frame:
             out["per_frame"] = {
@@ -403,8 +455,21 @@ class ShotReport:
         page = _html_page(self, _plot_png(self))
         return _atomic_write(Path(path), page.encode("utf-8"))
 
-    def write(self, path: str | os.PathLike[str]) -> Path:
-        """:meth:`to_html` for ``.html``/``.htm``, :meth:`to_json` for ``.json``."""
+    def write(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        losses: DecodeLosses | None = None,
+        notes: Iterable[str] | None = None,
+    ) -> Path:
+        """:meth:`to_html` for ``.html``/``.htm``, :meth:`to_json` for ``.json``.
+
+        ``losses``/``notes``: if given, recorded first as :attr:`losses` and :attr:`notes` (what the decoder lost
+        from a damaged input; what of the source was dropped or re-encoded)."""
+        if losses is not None:
+            self.losses = losses
+        if notes is not None:
+            self.notes = list(notes)
         path = Path(path)
         if path.suffix.lower() == ".json":
             return self.to_json(path)
@@ -469,6 +534,12 @@ def _plot_png(report: ShotReport) -> bytes:
     cuts = [shot.start for shot in report.shots[1:]]
     figure = Figure(figsize=(12, 7.5), dpi=100, layout="constrained")
     axes = figure.subplots(3, 1, sharex=True, height_ratios=(3, 1, 1))
+    lost = report.losses.ranges if report.losses is not None else []
+    frame = 1.0 / report.fps if report.fps > 0 else 0.0
+    for axis in axes:  # where a damaged input lost frames: nothing was rendered there
+        for k, (start, end) in enumerate(lost):
+            axis.axvspan(start, max(end, start + frame), color="tab:red", alpha=0.15, linewidth=0,
+                         label="lost (damaged input)" if k == 0 and axis is axes[0] else None)  # fmt: skip
     ax = axes[0]
     ax.fill_between(time, series["p1_pct"], series["p99_pct"], step="mid", alpha=0.3, color="tab:blue",
                     linewidth=0, label="1st-99th percentile")  # fmt: skip
@@ -510,6 +581,21 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _source_section(report: ShotReport) -> str:
+    """What happened to the source (frames lost to damage, damaged frames kept, streams dropped or re-encoded), as
+    a short list under its heading; empty when nothing did."""
+    losses = report.losses
+    items = []
+    if losses is not None and (losses or losses.frames_damaged):
+        items += losses.lines()
+        items.append(f"in all: {losses.summary()}; {losses.packets_failed} packets could not be decoded")
+    items += report.notes
+    if not items:
+        return ""
+    listed = "".join(f"<li>{html.escape(item)}</li>" for item in items)
+    return f"<h2 id=source>Source</h2>\n<ul class=source>{listed}</ul>\n"
+
+
 def _html_page(report: ShotReport, png: bytes) -> str:
     title = f"stereoconv report: {report.source or 'video'}"
     overall = report.overall
@@ -549,7 +635,8 @@ def _html_page(report: ShotReport, png: bytes) -> str:
     return (
         f"<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n<p>{summary}</p>\n"
-        f'<img alt="parallax, flicker and holes over time" src="data:image/png;base64,{image}">\n'
+        + _source_section(report)
+        + f'<img alt="parallax, flicker and holes over time" src="data:image/png;base64,{image}">\n'
         f"<table><caption>Shots (frame indices 0-based; times HH:MM:SS.mmm)</caption>\n{head}\n"
         + "\n".join(rows)
         + "\n</table>\n</body></html>\n"

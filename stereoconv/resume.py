@@ -4,6 +4,10 @@ process, or with the chunks on Ray workers (:mod:`stereoconv.ray_backend`).
 The plan and the finished chunks stay in DIR while the run goes on, so running the same command again after a crash,
 Ctrl-C or SIGKILL renders only the chunks not yet finished. A work directory holding the plan of another input, other
 settings, another model or chunk length is refused, never mixed in.
+
+A damaged input converts as in the single pass: what decodes is converted (the plan records the frames lost, and the
+result carries them, from the plan, however many runs it took), or with ``media.strict`` the plan fails and nothing
+is written.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 
 from .config import PipelineConfig
 from .depth import DepthEstimator, model_fingerprint
-from .encode import check_output_path
+from .encode import check_output_path, renders_deep
 from .errors import StereoconvError, UsageError
 from .farm import (
     DEFAULT_CHUNK_SECONDS,
@@ -102,11 +106,18 @@ def _work_dir_job(
         raise UsageError(f"--work-dir {work} is not a directory")
     if work.is_dir() and any(not _is_partial(p.name) for p in work.iterdir()):
         raise UsageError(f"work directory {work} is not empty and holds no stereoconv plan; {other}")
+    created = not work.exists()
     try:
         work.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create work directory {work}: {exc.strerror or exc}") from exc
-    return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress), False
+    try:
+        return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress), False
+    except BaseException:
+        if created:  # planning failed (a damaged input with media.strict, Ctrl-C...): leave nothing behind
+            with contextlib.suppress(OSError):
+                work.rmdir()
+        raise
 
 
 def _remove_work_dir(work: Path, job: Job) -> None:
@@ -145,6 +156,10 @@ def convert_in_work_dir(
     "local" renders the chunks in order here with one estimator, loaded once; "ray" hands them to
     :func:`stereoconv.ray_backend.run_chunks` (``ray_address``: the cluster). The output is assembled atomically;
     then ``work_dir`` is removed unless ``keep_work_dir``. ``progress``: a bar and status lines on stderr.
+
+    A damaged input: unless ``config.media.strict`` (then MediaError from the plan, nothing written), what decodes
+    is converted and ``ConvertResult.losses`` holds the frames lost, as the plan recorded them; ``notes`` says what
+    of the source was dropped or re-encoded, as the single pass does.
     """
     if backend not in BACKENDS:
         raise UsageError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -161,6 +176,7 @@ def convert_in_work_dir(
     say = _status_line if progress else (lambda line: None)
     info = probe(input)
     out_path = check_output_path(output, input, config.output.format)
+    renders_deep(config.output, info, out_path)  # checks encoder, pix_fmt and container before any work
     work = Path(work_dir)
     job, reused = _work_dir_job(info, config, work, chunk_seconds, progress)
     chunks = job.default_work_dir
@@ -190,14 +206,17 @@ def convert_in_work_dir(
     finally:
         if cache is not None:
             cache.close()
-    assemble(job, out_path, chunks)
+    notes: list[str] = []
+    assemble(job, out_path, chunks, notes=notes)
     if keep_work_dir:
         note += f"; work directory {work} kept"
     else:
         _remove_work_dir(work, job)
         note += f"; work directory {work} removed"
     summary = cache.stats.summary() if cache is not None else None
-    return ConvertResult(out_path, job.frames, list(job.cuts), time.perf_counter() - started, summary, note)
+    losses = None if config.media.strict else job.losses  # as the single pass: None when strict (nothing was lost)
+    return ConvertResult(out_path, job.frames, list(job.cuts), time.perf_counter() - started, summary, note,
+                         losses=losses, notes=notes)  # fmt: skip
 
 
 def _status_line(line: str) -> None:

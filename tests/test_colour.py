@@ -314,3 +314,18 @@ def test_encoder_and_container_are_checked_before_the_model_loads(tmp_path):
     with pytest.raises(UsageError, match=r"ffv1 needs a \.mkv output"):
         convert(src, tmp_path / "out.mp4", settings)
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_work_dir_conversion_keeps_hdr_as_the_single_pass_does(tmp_path):
+    src = make_source(tmp_path / "pq.mkv", PQ_100_NITS, colorspace=9, primaries=9, trc=16, x264_params=HDR10)
+    single, chunked = tmp_path / "single.mkv", tmp_path / "chunked.mkv"
+    convert(src, single, PipelineConfig(), estimator=FlatDepth())
+    convert(src, chunked, PipelineConfig(), estimator=FlatDepth(), work_dir=tmp_path / "work", chunk_seconds=0.1)
+    one, two = output_video(single), output_video(chunked)
+    assert two[1:3] == one[1:3] == ("yuv420p10le", (9, 9, 16, 1))
+    np.testing.assert_array_equal(two[3], one[3])
+    assert hdr10_of(chunked) == hdr10_of(src)
+    # What the chunk writers cannot say themselves, assembly does: an 8-bit output is tone-mapped, with the note.
+    result = convert(src, tmp_path / "sdr.mkv", config(pix_fmt="yuv420p"), estimator=FlatDepth(),
+                     work_dir=tmp_path / "work2")  # fmt: skip
+    assert any("tone-mapped" in note for note in result.notes), result.notes

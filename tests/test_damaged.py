@@ -14,9 +14,11 @@ import json
 import random
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from synth import make_clip
 
@@ -43,6 +45,31 @@ def video_byte_span(path: Path, end: float) -> tuple[int, int]:
     if first is None:
         return 0, path.stat().st_size
     return first, last
+
+
+def garble_packets(path: Path, first: int, count: int, seed: int = 0) -> list[float]:
+    """Overwrite the payload of video packets ``first`` .. ``first + count - 1`` (in file order) with random bytes
+    (seeded), in place: packets the decoder rejects in the middle of the file. Returns the times (s) of those
+    packets. In MP4 the container stays readable, so only those frames are lost."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [(p.pos, p.size, float(p.pts * stream.time_base)) for p in container.demux(stream) if p.size]
+    data = bytearray(path.read_bytes())
+    rng = random.Random(seed)
+    for pos, size, _ in packets[first : first + count]:
+        data[pos + 2 : pos + size] = bytes(rng.randrange(256) for _ in range(size - 2))
+    path.write_bytes(bytes(data))
+    return [t for _, _, t in packets[first : first + count]]
+
+
+class PixelDepth:
+    """A depth estimator computed from the pixels alone (brightness, larger = nearer): the same frame gets the same
+    depth whatever came before it or which chunk decodes it, damaged (error-concealed) frames included."""
+
+    batch_size = 3
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [frame.astype(np.float32).mean(axis=2) / 255.0 + 1.0 for frame in frames]
 
 
 def damage(data: bytes, kind: str, span: tuple[int, int], rng: random.Random) -> bytes:
@@ -182,3 +209,37 @@ def test_clean_input_has_no_losses(two_shot_clip):
     frames = list(decode(probe(two_shot_clip.path), losses=losses))
     assert len(frames) == 22
     assert not losses and losses.ranges == [] and losses.summary() == "no frames lost"
+
+
+def cfr_clip_with_a_gap(path: Path, kept: Sequence[int], rate: int = 24) -> Path:
+    """A constant-rate clip holding only the frames ``kept`` (by their pts): what a demuxer that silently skipped a
+    broken Matroska cluster delivers."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"qp": "0", "bframes": "0"}
+        for i in kept:
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), (i * 5) % 256, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_a_silent_timestamp_jump_in_a_constant_rate_stream_is_a_loss(tmp_path):
+    clip = cfr_clip_with_a_gap(tmp_path / "gap.mkv", [*range(40), *range(120, 160)])
+    info = probe(clip)
+    assert info.constant_rate
+    losses = DecodeLosses()
+    assert len(list(decode(info, losses=losses))) == 80
+    assert losses.frames_lost == 80 and len(losses.ranges) == 1  # frames 40 to 119
+    start, end = losses.ranges[0]
+    assert start == pytest.approx(40 / 24, abs=1e-3) and end == pytest.approx(120 / 24, abs=1e-3)
+    from stereoconv.errors import MediaError
+
+    with pytest.raises(MediaError, match=r"about 80 frames missing between 1\.667 s and 5\.000 s"):
+        list(decode(info))
+    # The same clip without the gap has no loss: the rule does not fire on regular timestamps.
+    whole = cfr_clip_with_a_gap(tmp_path / "steady.mkv", range(60))
+    losses = DecodeLosses()
+    assert len(list(decode(probe(whole), losses=losses))) == 60 and not losses

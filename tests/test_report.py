@@ -9,14 +9,14 @@ import re
 
 import numpy as np
 import pytest
-from synth import OracleEstimator, shot_frames
+from synth import OracleEstimator, make_clip, shot_frames
 
 from stereoconv import PipelineConfig, UsageError, convert
 from stereoconv.config import StereoConfig
 from stereoconv.dibr import warp_disparity
-from stereoconv.media import probe
+from stereoconv.media import DecodeLosses, probe
 from stereoconv.parallax import ParallaxBudget, StereoRenderer
-from stereoconv.report import ShotReport, check_report_path, hole_fractions
+from stereoconv.report import ShotReport, check_report_path, hole_fractions, losses_from_dict
 from stereoconv.temporal import TemporalSmoother
 
 H, W = 96, 160
@@ -238,3 +238,75 @@ def test_convert_feeds_the_report_frame_by_frame(two_shot_clip, tmp_path):
         assert shot.holes_pct == pytest.approx((100 * 63 / (64 * 96),) * 2)
     data = json.loads(report.to_json(tmp_path / "report.json").read_text())
     assert data["source"] == "two_shots.mp4" and data["frames"] == 22
+
+
+# ------------------------------------------------------------------------------------ what happened to the source
+
+
+def small_report() -> ShotReport:
+    report = ShotReport(W, H, FPS, source="clip.mp4")
+    for i in range(4):
+        report.add(i, i / FPS, i == 2, flat_frame(), disparity(-1.0, 3.0), holes=(0.0, 0.0))
+    return report
+
+
+def test_losses_and_notes_go_into_the_json_and_a_short_html_section(tmp_path):
+    losses = DecodeLosses()
+    losses.add(1.25, 1.5, 6)
+    losses.add(3.0, 3.125, 3)
+    losses.packets_failed, losses.frames_damaged = 7, 2
+    notes = ["audio stream 1 (dts, eng) re-encoded to AAC: mp4 cannot hold dts", "subtitle stream 2 <ass> dropped"]
+    report = small_report()
+    data = json.loads(report.write(tmp_path / "report.json", losses=losses, notes=notes).read_text())
+    assert data["losses"] == {"frames_lost": 9, "ranges": [[1.25, 1.5], [3.0, 3.125]], "counts": [6, 3],
+                              "packets_failed": 7, "frames_damaged": 2}  # fmt: skip
+    assert data["notes"] == notes
+    assert losses_from_dict(data["losses"]) == losses  # read back, it is the same DecodeLosses
+
+    # Nothing tracked: null and an empty list; a clean decode: an object of zeros.
+    plain = json.loads(small_report().to_json(tmp_path / "plain.json").read_text())
+    assert plain["losses"] is None and plain["notes"] == []
+    clean = json.loads(small_report().write(tmp_path / "clean.json", losses=DecodeLosses()).read_text())
+    assert clean["losses"] == {"frames_lost": 0, "ranges": [], "counts": [], "packets_failed": 0, "frames_damaged": 0}
+
+    pytest.importorskip("matplotlib")
+    page = report.write(tmp_path / "report.html").read_text()  # the losses and notes recorded by the write above
+    section = re.search(r"<h2 id=source>Source</h2>\n<ul class=source>(.*?)</ul>", page)
+    assert section is not None
+    items = re.findall(r"<li>(.*?)</li>", section.group(1))
+    assert items == [
+        "lost about 6 frames between 1.250 s and 1.500 s", "lost about 3 frames between 3.000 s and 3.125 s",
+        "2 frames were decoded with errors (kept, possibly with artefacts)",
+        "in all: about 9 frames lost in 2 ranges, 2 damaged frames kept; 7 packets could not be decoded",
+        notes[0], "subtitle stream 2 &lt;ass&gt; dropped",
+    ]  # fmt: skip
+    for nothing in (None, DecodeLosses()):  # not tracked, or a clean decode: no section
+        assert "Source</h2>" not in small_report().write(tmp_path / "quiet.html", losses=nothing).read_text()
+
+
+def test_damaged_losses_round_trip_and_bad_data_is_refused():
+    with pytest.raises(ValueError, match="ranges"):
+        losses_from_dict({"frames_lost": 1, "ranges": [[0.0, 1.0]], "counts": []})
+    with pytest.raises(ValueError, match="sum"):
+        losses_from_dict({"frames_lost": 4, "ranges": [[0.0, 1.0]], "counts": [3]})
+    with pytest.raises(TypeError):
+        losses_from_dict([1, 2])  # type: ignore[arg-type]
+    assert losses_from_dict(None) == DecodeLosses()
+
+
+def test_report_of_a_damaged_single_pass_input_records_its_losses(tmp_path):
+    from test_damaged import PixelDepth, garble_packets
+
+    clip = make_clip(tmp_path / "in.mp4", (12, 18))
+    garble_packets(clip.path, 20, 3)  # frames 20-22, in the second shot
+    cfg = PipelineConfig().replace({"media.decode_threads": 1})
+    report = ShotReport.for_video(probe(clip.path), cfg)
+    result = convert(clip.path, tmp_path / "out.mkv", cfg, estimator=PixelDepth(), on_frame=report.add_frame)
+    assert result.losses and result.frames == 27
+    data = json.loads(report.write(tmp_path / "report.json", losses=result.losses, notes=result.notes).read_text())
+    assert data["frames"] == 27 and data["per_frame"]["index"] == list(range(27))
+    # The frames after the gap keep their source times: the report's series jumps over the 3 frames lost.
+    assert data["per_frame"]["time"][19:21] == pytest.approx([19 / FPS, 23 / FPS])
+    assert data["losses"] == {"frames_lost": 3, "ranges": [[pytest.approx(20 / FPS), pytest.approx(23 / FPS)]],
+                              "counts": [3], "packets_failed": 3, "frames_damaged": 0}  # fmt: skip
+    assert data["notes"] == result.notes
