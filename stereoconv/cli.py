@@ -20,7 +20,9 @@ from .config import (
     DEFAULT_MODEL,
     DEFAULT_PRESET,
     DEFAULT_WARMUP,
+    ENCODERS,
     LAYOUTS,
+    PIX_FMTS,
     PREVIEW_LAYOUTS,
     load_config,
     parse_time,
@@ -99,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--audio", choices=("copy", "aac", "none"),
                          help="audio streams: copy (default; re-encoded to AAC only where the container cannot hold "
                          "the codec), aac (re-encode all) or none (drop)")  # fmt: skip
+    convert.add_argument("--codec", choices=ENCODERS, help="video encoder (default: libx264; prores_ks for .mov/.mkv "
+                         "and ffv1 for .mkv intermediates; NVENC where the GPU has it) (output.codec)")  # fmt: skip
+    convert.add_argument("--pix-fmt", choices=PIX_FMTS, help="output pixel format (default: source: 10-bit for "
+                         "sources of more than 8 bits, keeping HDR; an 8-bit format tone-maps HDR to SDR) "
+                         "(output.pix_fmt)")  # fmt: skip
     convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
     convert.add_argument("--strict", action="store_true", help="fail (exit 3, no output) if any frame of a damaged "
                          "input cannot be decoded; by default what decodes is converted, the losses are listed and "
@@ -249,6 +256,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "depth.device": getattr(args, "device", None),
         "output.format": getattr(args, "format", None),
         "output.audio": getattr(args, "audio", None),
+        "output.codec": getattr(args, "codec", None),
+        "output.pix_fmt": getattr(args, "pix_fmt", None),
         "media.start": parse_time(args.start, "--start") if getattr(args, "start", None) else None,
         "media.end": parse_time(args.end, "--end") if getattr(args, "end", None) else None,
         "media.strict": True if getattr(args, "strict", False) else None,

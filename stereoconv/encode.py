@@ -169,9 +169,10 @@ _ENCODER_CONTAINERS = {"prores_ks": ("mov", "matroska"), "ffv1": ("matroska",)}
 
 def output_pix_fmt(config: OutputConfig, info: VideoInfo, path: Path) -> str:
     """The pixel format to encode with: ``config.pix_fmt`` ('source': yuv420p10le, or yuv444p10le for a 4:4:4
-    source, when the source has more than 8 bits, else yuv420p; prores_ks: yuv422p10le; the NVENC encoders take
-    10-bit 4:2:0 as p010le), after checking that the encoder is available, takes that format and suits the container
-    of ``path``; UsageError if not. Called before any work, so a bad choice fails at once."""
+    source, when the source has more than 8 bits and the layout is not anaglyph, else yuv420p; prores_ks:
+    yuv422p10le; the NVENC encoders take 10-bit 4:2:0 as p010le), after checking that the encoder is available, takes
+    that format and suits the container of ``path``; UsageError if not. Called before any work, so a bad choice fails
+    at once."""
     codec = config.codec
     if codec not in av.codecs_available:
         have = [c for c in ENCODERS if c in av.codecs_available]
@@ -186,7 +187,7 @@ def output_pix_fmt(config: OutputConfig, info: VideoInfo, path: Path) -> str:
     if pix_fmt == "source":
         if codec == "prores_ks":
             pix_fmt = "yuv422p10le"
-        elif info.bit_depth > 8:
+        elif info.bit_depth > 8 and config.format != "anaglyph":  # anaglyph is rendered in 8-bit SDR
             pix_fmt = "yuv444p10le" if info.pix_fmt.startswith(("yuv444", "gbr")) else "yuv420p10le"
         else:
             pix_fmt = "yuv420p"
@@ -455,6 +456,8 @@ class AudioCopy:
         for key in ("language", "title", "handler_name"):
             if key in stream.metadata:
                 ostream.metadata[key] = stream.metadata[key]
+        if "title" not in stream.metadata and "name" in stream.metadata:  # MP4/MOV demuxers call the title "name"
+            ostream.metadata["title"] = stream.metadata["name"]
         ostream.disposition = stream.disposition
 
     def _copy_chapters(self) -> None:

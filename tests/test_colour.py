@@ -329,3 +329,25 @@ def test_work_dir_conversion_keeps_hdr_as_the_single_pass_does(tmp_path):
     result = convert(src, tmp_path / "sdr.mkv", config(pix_fmt="yuv420p"), estimator=FlatDepth(),
                      work_dir=tmp_path / "work2")  # fmt: skip
     assert any("tone-mapped" in note for note in result.notes), result.notes
+
+
+def test_anaglyph_from_a_pq_source_is_eight_bit_sdr(tmp_path):
+    src = make_source(tmp_path / "pq.mkv", PQ_100_NITS, colorspace=9, primaries=9, trc=16, x264_params=HDR10)
+    result = convert(src, tmp_path / "out.mkv", config(format="anaglyph"), estimator=FlatDepth())
+    assert output_video(tmp_path / "out.mkv")[1:3] == ("yuv420p", (1, 1, 1, 1))
+    assert any("anaglyph is an SDR format" in note for note in result.notes), result.notes
+
+
+def test_cli_codec_and_pix_fmt_flags(tmp_path, monkeypatch, capsys):
+    import stereoconv.pipeline as pipeline
+    from stereoconv.cli import main
+
+    src = make_source(tmp_path / "ten.mkv", 504)
+    monkeypatch.setattr(pipeline, "open_estimator", lambda *a, **k: (FlatDepth(), None))
+    assert main(["convert", str(src), str(tmp_path / "out.mkv"), "--codec", "ffv1", "--pix-fmt", "yuv420p", "-q"]) == 0
+    assert output_video(tmp_path / "out.mkv")[:2] == ("ffv1", "yuv420p")
+    capsys.readouterr()
+    assert main(["convert", str(src), str(tmp_path / "out.mp4"), "--codec", "ffv1", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ffv1 needs a .mkv output" in err[0]
+    assert not (tmp_path / "out.mp4").exists()

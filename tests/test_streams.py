@@ -140,3 +140,13 @@ def test_cli_audio_flag_and_notes(rich_clip, tmp_path, monkeypatch, capsys):
     assert "subtitle stream 3" in err and "audio stream(s) dropped" in err
     with av.open(str(out)) as c:
         assert not c.streams.audio
+
+
+def test_mp4_to_mp4_keeps_audio_titles(rich_clip, tmp_path):
+    # The MP4 demuxer reports a track's title as "name": it must come back out as the title.
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    run(rich_clip, first)
+    run((first, rich_clip[1]), second)
+    for path in (first, second):
+        with av.open(str(path)) as c:
+            assert [s.metadata.get("title", s.metadata.get("name")) for s in c.streams.audio] == ["English", "Français"]
