@@ -68,7 +68,6 @@ from .pipeline import (
     with_cuts,
     with_depth,
 )
-from .report import losses_from_dict, losses_to_dict
 from .scenes import make_detector
 
 JOB_FORMAT = "stereoconv-job"
@@ -163,7 +162,7 @@ class Job:
             "video": {"fps": self.fps, "time_base": str(self.time_base), "frames": self.frames, "cuts": self.cuts},
             "chunking": {"chunk_seconds": self.chunk_seconds, "preroll_seconds": self.preroll_seconds},
             "chunks": [c.to_dict() for c in self.chunks],
-            "losses": losses_to_dict(self.losses),
+            "losses": self.losses.to_dict(),
         }
 
 
@@ -317,7 +316,7 @@ def load_job(path: str | Path, *, check_input: bool = True) -> Job:
             time_base=Fraction(video["time_base"]), frames=int(video["frames"]), cuts=list(video["cuts"]),
             chunk_seconds=float(chunking["chunk_seconds"]), preroll_seconds=float(chunking["preroll_seconds"]),
             # None in manifests from before losses were recorded: planning decoded strictly then, so none were
-            chunks=chunks, losses=losses_from_dict(data.get("losses")),
+            chunks=chunks, losses=DecodeLosses.from_dict(data.get("losses")),
         )  # fmt: skip
         job.config  # noqa: B018 - validates the settings
     except StereoconvError as exc:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -244,6 +245,38 @@ class DecodeLosses:
         if self.frames_damaged:
             out.append(f"{self.frames_damaged} frames were decoded with errors (kept, possibly with artefacts)")
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``frames_lost``, ``ranges`` (``[[start, end], ...]``, seconds), ``counts`` (frames lost in each
+        range), ``packets_failed``, ``frames_damaged``."""
+        return {
+            "frames_lost": self.frames_lost,
+            "ranges": [[float(start), float(end)] for start, end in self.ranges],
+            "counts": [int(n) for n in self.counts],
+            "packets_failed": self.packets_failed,
+            "frames_damaged": self.frames_damaged,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> DecodeLosses:
+        """What :meth:`to_dict` wrote (None: no losses). Raises ValueError or TypeError for data that is not such an
+        object."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise TypeError(f"losses must be an object, got {type(data).__name__}")
+        ranges = [(float(start), float(end)) for start, end in data.get("ranges", [])]
+        counts = [int(n) for n in data.get("counts", [])]
+        if len(ranges) != len(counts):
+            raise ValueError(f"losses: {len(ranges)} ranges but {len(counts)} counts")
+        losses = cls(frames_lost=int(data.get("frames_lost", sum(counts))), ranges=ranges, counts=counts,
+                     packets_failed=int(data.get("packets_failed", 0)),
+                     frames_damaged=int(data.get("frames_damaged", 0)))  # fmt: skip
+        if losses.frames_lost != sum(counts):
+            raise ValueError(f"losses: frames_lost {losses.frames_lost} is not the sum of its ranges' counts {counts}")
+        if min(losses.packets_failed, losses.frames_damaged, *counts) < 0:
+            raise ValueError("losses: a count is negative")
+        return losses
 
     def summary(self) -> str:
         parts = [f"about {self.frames_lost} frames lost in {len(self.ranges)} ranges"] if self.frames_lost else []

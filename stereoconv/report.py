@@ -214,39 +214,6 @@ class _FrameFigures:
 # ------------------------------------------------------------------------------------------------------- losses
 
 
-def losses_to_dict(losses: DecodeLosses) -> dict[str, Any]:
-    """A :class:`~stereoconv.media.DecodeLosses` as JSON-ready data: ``frames_lost``, ``ranges`` (``[[start, end],
-    ...]``, seconds), ``counts`` (frames lost in each range), ``packets_failed``, ``frames_damaged``."""
-    return {
-        "frames_lost": losses.frames_lost,
-        "ranges": [[float(start), float(end)] for start, end in losses.ranges],
-        "counts": [int(n) for n in losses.counts],
-        "packets_failed": losses.packets_failed,
-        "frames_damaged": losses.frames_damaged,
-    }
-
-
-def losses_from_dict(data: dict[str, Any] | None) -> DecodeLosses:
-    """The :class:`~stereoconv.media.DecodeLosses` :func:`losses_to_dict` wrote (None: an empty one). Raises
-    ValueError or TypeError for data that is not such an object."""
-    if data is None:
-        return DecodeLosses()
-    if not isinstance(data, dict):
-        raise TypeError(f"losses must be an object, got {type(data).__name__}")
-    ranges = [(float(start), float(end)) for start, end in data.get("ranges", [])]
-    counts = [int(n) for n in data.get("counts", [])]
-    if len(ranges) != len(counts):
-        raise ValueError(f"losses: {len(ranges)} ranges but {len(counts)} counts")
-    losses = DecodeLosses(frames_lost=int(data.get("frames_lost", sum(counts))), ranges=ranges, counts=counts,
-                          packets_failed=int(data.get("packets_failed", 0)),
-                          frames_damaged=int(data.get("frames_damaged", 0)))  # fmt: skip
-    if losses.frames_lost != sum(counts):
-        raise ValueError(f"losses: frames_lost {losses.frames_lost} is not the sum of its ranges' counts {counts}")
-    if min(losses.packets_failed, losses.frames_damaged, *counts) < 0:
-        raise ValueError("losses: a count is negative")
-    return losses
-
-
 # ---------------------------------------------------------------------------------------------------- the report
 
 
@@ -432,7 +399,7 @@ class ShotReport:
             "overall": None if overall is None else overall.to_dict(),
             "shots": [shot.to_dict() for shot in self.shots],
             # frames a damaged input lost (null: not tracked) and what of the source was dropped or re-encoded
-            "losses": None if self.losses is None else losses_to_dict(self.losses),
+            "losses": None if self.losses is None else self.losses.to_dict(),
             "notes": list(self.notes),
         }
         if per_frame:

@@ -18,7 +18,6 @@ from test_damaged import PixelDepth, garble_packets
 from stereoconv import MediaError, PipelineConfig, UsageError, convert
 from stereoconv.cli import main
 from stereoconv.farm import load_job, plan, render_chunk
-from stereoconv.report import losses_to_dict
 
 # One decoding thread: with frame threads the decoder reports a bad packet a few packets late, which moves the start
 # of a loss range by as many frames (to 1.750 s here with 3 threads); the tests on the command line name exact times.
@@ -76,7 +75,7 @@ def test_work_dir_convert_keeps_what_decodes_with_the_single_pass_losses(damaged
 
     # The losses: the single pass's, in one plausible range between the frames kept on either side of the gap.
     assert farm.losses is not None and farm.losses.frames_lost == len(GARBLED)
-    assert losses_to_dict(farm.losses) == losses_to_dict(single.losses)
+    assert farm.losses.to_dict() == single.losses.to_dict()
     assert farm.losses.lines() == single.losses.lines() and farm.losses.packets_failed == len(GARBLED)
     ((start, end),) = farm.losses.ranges  # default decode threads: the start may be a few frames late (see TINY)
     assert times[GARBLED.start - 1] < start <= end == pytest.approx(times[GARBLED.stop])
@@ -85,7 +84,7 @@ def test_work_dir_convert_keeps_what_decodes_with_the_single_pass_losses(damaged
     estimator = PixelDepth()
     again = convert(source, tmp_path / "again.mkv", cfg, estimator=estimator, work_dir=work, chunk_seconds=0.5)
     assert again.work.startswith(f"resumed: {len(job.chunks)} of {len(job.chunks)} chunks already done")
-    assert losses_to_dict(again.losses) == losses_to_dict(single.losses) and not work.exists()
+    assert again.losses.to_dict() == single.losses.to_dict() and not work.exists()
 
 
 def test_truncated_input_with_a_work_dir_converts_what_the_single_pass_converts(tmp_path):
@@ -97,7 +96,7 @@ def test_truncated_input_with_a_work_dir_converts_what_the_single_pass_converts(
                    chunk_seconds=0.5)  # fmt: skip
     assert 0 < farm.frames == single.frames < 60 and farm.losses
     assert abs(farm.frames + farm.losses.frames_lost - 60) <= 2
-    assert losses_to_dict(farm.losses) == losses_to_dict(single.losses)
+    assert farm.losses.to_dict() == single.losses.to_dict()
     a, a_pts = decoded(farm.output)
     b, b_pts = decoded(single.output)
     assert a_pts == b_pts and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
@@ -164,7 +163,7 @@ def test_the_manifest_keeps_the_losses_and_old_or_damaged_ones_are_handled(damag
     source, _ = damaged
     job = plan(source, tmp_path / "job.json", settings(), chunk_seconds=0.5)
     assert job.losses.frames_lost == 5
-    assert losses_to_dict(load_job(job.path).losses) == losses_to_dict(job.losses)
+    assert load_job(job.path).losses.to_dict() == job.losses.to_dict()
 
     data = json.loads(job.path.read_text())
     del data["losses"]  # a manifest from before losses were recorded (planning was strict then): none

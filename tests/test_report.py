@@ -16,7 +16,7 @@ from stereoconv.config import StereoConfig
 from stereoconv.dibr import warp_disparity
 from stereoconv.media import DecodeLosses, probe
 from stereoconv.parallax import ParallaxBudget, StereoRenderer
-from stereoconv.report import ShotReport, check_report_path, hole_fractions, losses_from_dict
+from stereoconv.report import ShotReport, check_report_path, hole_fractions
 from stereoconv.temporal import TemporalSmoother
 
 H, W = 96, 160
@@ -261,7 +261,7 @@ def test_losses_and_notes_go_into_the_json_and_a_short_html_section(tmp_path):
     assert data["losses"] == {"frames_lost": 9, "ranges": [[1.25, 1.5], [3.0, 3.125]], "counts": [6, 3],
                               "packets_failed": 7, "frames_damaged": 2}  # fmt: skip
     assert data["notes"] == notes
-    assert losses_from_dict(data["losses"]) == losses  # read back, it is the same DecodeLosses
+    assert DecodeLosses.from_dict(data["losses"]) == losses  # read back, it is the same DecodeLosses
 
     # Nothing tracked: null and an empty list; a clean decode: an object of zeros.
     plain = json.loads(small_report().to_json(tmp_path / "plain.json").read_text())
@@ -286,12 +286,12 @@ def test_losses_and_notes_go_into_the_json_and_a_short_html_section(tmp_path):
 
 def test_damaged_losses_round_trip_and_bad_data_is_refused():
     with pytest.raises(ValueError, match="ranges"):
-        losses_from_dict({"frames_lost": 1, "ranges": [[0.0, 1.0]], "counts": []})
+        DecodeLosses.from_dict({"frames_lost": 1, "ranges": [[0.0, 1.0]], "counts": []})
     with pytest.raises(ValueError, match="sum"):
-        losses_from_dict({"frames_lost": 4, "ranges": [[0.0, 1.0]], "counts": [3]})
+        DecodeLosses.from_dict({"frames_lost": 4, "ranges": [[0.0, 1.0]], "counts": [3]})
     with pytest.raises(TypeError):
-        losses_from_dict([1, 2])  # type: ignore[arg-type]
-    assert losses_from_dict(None) == DecodeLosses()
+        DecodeLosses.from_dict([1, 2])  # type: ignore[arg-type]
+    assert DecodeLosses.from_dict(None) == DecodeLosses()
 
 
 def test_report_of_a_damaged_single_pass_input_records_its_losses(tmp_path):
