@@ -274,8 +274,7 @@ class VideoWriter:
         info, path = self._info, Path(self._out.name)
         pix_fmt = output_pix_fmt(config, info, path)
         # Frames come as the source-colour 16-bit pictures (renders_deep) or as the model's 8-bit SDR view.
-        self._deep = renders_deep(config, info, path)
-        tone_mapped = is_hdr(info.color_trc) and not self._deep
+        tone_mapped = is_hdr(info.color_trc) and not renders_deep(config, info, path)
         if tone_mapped:
             self._matrix = Colorspace.ITU709
         # Planar 4:2:0/4:2:2/4:4:4 at 10/12 bits is converted from RGB here (exactly), not by swscale (see

@@ -52,6 +52,7 @@ from .encode import (
     check_output_path,
     check_writable_file,
     format_name,
+    output_pix_fmt,
     renders_deep,
     tag_stereo_layout,
 )
@@ -240,7 +241,7 @@ def plan(
         raise UsageError(f"--preroll-seconds must be 0 or more, got {preroll_seconds}")
     job_file = check_writable_file(job_path, "job manifest", (".json",))
     info = probe(input)
-    renders_deep(config.output, info, Path("chunk" + CHUNK_SUFFIX))  # the encoder and pix_fmt: fail now, not on a node
+    output_pix_fmt(config.output, info, Path("chunk" + CHUNK_SUFFIX))  # encoder and pix_fmt: fail now, not on a node
     fingerprint = fingerprint_input(info.path)
     model_fp, note = None, None
     try:

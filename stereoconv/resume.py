@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .config import PipelineConfig
 from .depth import DepthEstimator, model_fingerprint
-from .encode import check_output_path, renders_deep
+from .encode import check_output_path, output_pix_fmt
 from .errors import StereoconvError, UsageError
 from .farm import (
     DEFAULT_CHUNK_SECONDS,
@@ -176,7 +176,7 @@ def convert_in_work_dir(
     say = _status_line if progress else (lambda line: None)
     info = probe(input)
     out_path = check_output_path(output, input, config.output.format)
-    renders_deep(config.output, info, out_path)  # checks encoder, pix_fmt and container before any work
+    output_pix_fmt(config.output, info, out_path)  # encoder, pix_fmt and container checked before any work
     work = Path(work_dir)
     job, reused = _work_dir_job(info, config, work, chunk_seconds, progress)
     chunks = job.default_work_dir
