@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import itertools
 import json
@@ -77,6 +78,7 @@ from _common import REPO, SHARED_DATA, add_json_option, failer, machine_facts, t
 from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
 from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device
+from stereoconv.dibr import refine_disparity
 from stereoconv.encode import VideoWriter
 from stereoconv.errors import StereoconvError
 from stereoconv.media import Frame, VideoInfo, decode, probe
@@ -400,19 +402,35 @@ def render_and_pack(
     device), then packing, each timed on its own. Returns (packed, render seconds, pack seconds). Interleaved per
     frame, so the two eyes of only one frame are held at a time."""
     packed: list[np.ndarray] = []
-    render_s = pack_s = 0.0
+    plan_s = render_s = pack_s = 0.0
     layout = config.output.format
     synthesize = choose_synthesizer(config, estimator)  # the pipeline's own choice: numpy on a CPU, torch on CUDA
-    renderer = StereoRenderer(config.stereo)  # convergence and floating window carry over, as in the pipeline
+    renderer = StereoRenderer(config.stereo, depth_size=config.depth.input_size)  # state carries over, as in convert
     for frame, depth, cut in zip(frames, depths, cuts, strict=True):
-        started = time.perf_counter()
-        plan = renderer.plan(depth, cut=cut)
-        left, right = render_views(frame.rgb, plan.disparity, plan.window, synthesize)
-        render_s += time.perf_counter() - started
+        plan, seconds = timed(lambda d=depth, c=cut, f=frame: renderer.plan(d, cut=c, image=f.rgb))
+        plan_s += seconds
+        (left, right), seconds = timed(lambda p=plan, f=frame: render_views(f.rgb, p.disparity, p.window, synthesize))
+        render_s += seconds
         out, seconds = timed(lambda a=left, b=right: pack(a, b, layout))
         pack_s += seconds
         packed.append(out)
-    return packed, render_s, pack_s
+    return packed, plan_s, render_s, pack_s
+
+
+def refine_stage(frames: Sequence[Frame], depths: Sequence[np.ndarray], cuts: Sequence[bool],
+                 config: PipelineConfig) -> float:  # fmt: skip
+    """Seconds the edge refinement alone takes over the frames (it runs inside the stereo plan): the plan's
+    disparity before refinement, then :func:`refine_disparity` on it as the plan calls it."""
+    stereo = config.stereo
+    renderer = StereoRenderer(dataclasses.replace(stereo, refine_edges=False))
+    total = 0.0
+    for frame, depth, cut in zip(frames, depths, cuts, strict=True):
+        disparity = renderer.plan(depth, cut=cut).disparity
+        scale = min(depth.shape) / config.depth.input_size
+        _, seconds = timed(lambda f=frame, d=disparity, k=scale: refine_disparity(
+            f.rgb, d, scale=k, split=stereo.edge_split, thin=stereo.thin_structures))  # fmt: skip
+        total += seconds
+    return total
 
 
 def encode_stage(
@@ -599,7 +617,9 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
     seconds["depth_cache"], cache_stats = cache_stage(frames, args.input, cache, config)
     smoothed, seconds["temporal"] = temporal_stage(frames, depths, cuts, config)
     del depths
-    packed, seconds["render"], seconds["pack"] = render_and_pack(frames, smoothed, cuts, config, estimator)
+    packed, seconds["plan"], seconds["render"], seconds["pack"] = render_and_pack(frames, smoothed, cuts, config,
+                                                                                  estimator)  # fmt: skip
+    refine_ms = 1000 * refine_stage(frames, smoothed, cuts, config) / len(frames)
     del smoothed
     gc.collect()
     seconds["encode"] = encode_stage(packed, frames, info, config, work / "encode.mp4")
@@ -628,6 +648,7 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
         },
         "stage_labels": stage_labels(config),
         "stages_ms_per_frame": {k: 1000 * s / n for k, s in seconds.items()},
+        "refine_ms_per_frame": refine_ms,
         "runs": {
             "fresh": fresh.to_dict(),
             "pipeline": pipeline.to_dict(),
@@ -673,7 +694,8 @@ def stage_labels(config: PipelineConfig) -> dict[str, str]:
         "depth_resize": "depth: resize to frame size",
         "depth_cache": "depth: read from cache (+ resize), instead",
         "temporal": "temporal smoothing",
-        "render": "stereo plan + DIBR render (both eyes)",
+        "plan": "stereo plan (convergence, disparity, edge refinement, window)",
+        "render": "DIBR render (both eyes)",
         "pack": f"packing ({out.format})",
         "encode": f"encode ({out.codec} crf {out.crf} {out.preset} {out.pix_fmt})",
     }
@@ -738,6 +760,7 @@ def print_report(report: dict[str, Any]) -> None:
     print("re-render settings: " + ", ".join(f"{k} = {v:g}" for k, v in report["rerender_overrides"].items()))
     print()
     print(stage_table(report))
+    print(f"of the stereo plan, the edge refinement alone: {report['refine_ms_per_frame']:.1f} ms/frame")
     print()
     print(run_table(report["runs"]))
     print(

@@ -220,7 +220,7 @@ def _box_mean(values: np.ndarray, radius: int) -> np.ndarray:
 
 
 def refine_disparity(
-    image: np.ndarray,
+    image: np.ndarray | None,
     disparity: np.ndarray,
     *,
     scale: float = 2.0,
@@ -230,7 +230,8 @@ def refine_disparity(
     """Disparity whose soft depth edges are steps again, ready for :func:`synthesize_view`: float32 HxW pixels, larger
     = nearer, the convention of ``disparity``.
 
-    ``image``: the frame, uint8 HxWx3 (or HxW, HxWxC; uint16 is read as its top 8 bits), used only for ``thin``.
+    ``image``: the frame, uint8 HxWx3 (or HxW, HxWxC; uint16 is read as its top 8 bits), used only for ``thin``
+    (None without it).
     ``disparity``: float32 HxW, pixels, upsampled by about ``scale`` (frame size / the depth model's output size)
     from what the model delivered. ``split``: where on a ramp the step goes (0: its far end, 1: its near end).
 
@@ -251,12 +252,14 @@ def refine_disparity(
     already steps: a window whose largest jump between neighbours is 60 % of its range or more is not snapped.
     """
     disparity = np.asarray(disparity, dtype=np.float32)
-    if image.shape[:2] != disparity.shape:
+    if image is not None and image.shape[:2] != disparity.shape:
         raise ValueError(f"image {image.shape[:2]} and disparity {disparity.shape} sizes differ")
     if not 0.0 <= split <= 1.0:
         raise ValueError(f"split must be in [0, 1], got {split}")
     radius = refine_radius(scale)
     if thin:
+        if image is None:
+            raise ValueError("thin-structure restoration needs the image")
         disparity = _restore_thin(image, disparity, radius)
     return _snap_edges(disparity, radius, split)
 
@@ -273,6 +276,14 @@ def _largest_jump(disparity: np.ndarray) -> np.ndarray:
 
 
 def _snap_edges(disparity: np.ndarray, radius: int, split: float) -> np.ndarray:
+    # Continued past the frame's border as a point reflection (a slope goes on as the same slope), so the windows
+    # see whole slopes there too.
+    pad = 2 * radius
+    disparity = np.pad(disparity, pad, mode="reflect", reflect_type="odd")
+    return _snap_padded(disparity, radius, split)[pad:-pad, pad:-pad]
+
+
+def _snap_padded(disparity: np.ndarray, radius: int, split: float) -> np.ndarray:
     near = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     wide = np.ones((4 * radius + 1, 4 * radius + 1), np.uint8)
     low, high = cv2.erode(disparity, near), cv2.dilate(disparity, near)
@@ -563,7 +574,27 @@ def _largest_jump_torch(disparity: torch.Tensor) -> torch.Tensor:
     return jump
 
 
+def _odd_reflect_index(size: int, pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For ``range(-pad, size + pad)``: the index to read and the border index to reflect its value about (a point
+    reflection, ``2 * d[border] - d[index]``, as numpy's ``pad(mode="reflect", reflect_type="odd")``; positions more
+    than ``size - 1`` beyond the border read the far end)."""
+    position = torch.arange(-pad, size + pad, device=device)
+    border = position.clamp(0, size - 1)
+    index = (2 * border - position).clamp(0, size - 1)
+    return index, border
+
+
 def _snap_edges_torch(disparity: torch.Tensor, radius: int, split: float) -> torch.Tensor:
+    pad = 2 * radius
+    height, width = disparity.shape[-2:]
+    rows, row_border = _odd_reflect_index(height, pad, disparity.device)
+    cols, col_border = _odd_reflect_index(width, pad, disparity.device)
+    padded = 2 * disparity.index_select(1, row_border) - disparity.index_select(1, rows)
+    padded = 2 * padded.index_select(2, col_border) - padded.index_select(2, cols)
+    return _snap_padded_torch(padded, radius, split)[:, pad:-pad, pad:-pad]
+
+
+def _snap_padded_torch(disparity: torch.Tensor, radius: int, split: float) -> torch.Tensor:
     low, high = _pool_min(disparity, radius), _pool_max(disparity, radius)
     span = high - low
     wide_span = _pool_max(disparity, 2 * radius) - _pool_min(disparity, 2 * radius)

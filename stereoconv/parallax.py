@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import StereoConfig
-from .dibr import synthesize_view
+from .dibr import refine_disparity, synthesize_view
 
 Synthesizer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, disparity, direction) -> view
 _MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels
@@ -301,15 +301,21 @@ class StereoViews:
 
 
 class StereoRenderer:
-    """The stereo stage: normalized depth -> convergence -> disparity within the budget -> both eyes (+ window).
+    """The stereo stage: normalized depth -> convergence -> disparity within the budget -> refined edges -> both eyes
+    (+ window).
 
     Call once per frame in decode order: ``renderer(image, depth, cut)`` with ``image`` uint8 HxWx3, ``depth``
     normalized depth (float32 HxW in [0, 1], larger = nearer) and ``cut`` True on the first frame of a shot, which
     resets the convergence and floating-window state. Returns :class:`StereoViews`.
+
+    ``depth_size``: the short side (px) of the depth map the model delivered before it was brought to the frame's
+    size; the edge refinement (:func:`~stereoconv.dibr.refine_disparity`, ``refine_edges``) looks as far as that
+    upsampling blurred. None: depth at the frame's own size.
     """
 
-    def __init__(self, config: StereoConfig | None = None) -> None:
+    def __init__(self, config: StereoConfig | None = None, depth_size: int | None = None) -> None:
         self.config = config or StereoConfig()
+        self.depth_size = depth_size
         self.budget = ParallaxBudget.from_config(self.config)
         self.convergence = ConvergenceTracker(self.config)
         self.window = FloatingWindow(self.config.convergence_smoothing) if self.config.floating_window else None
@@ -320,20 +326,25 @@ class StereoRenderer:
         if self.window is not None:
             self.window.reset()
 
-    def plan(self, depth: np.ndarray, cut: bool = False) -> StereoPlan:
-        """The stateful, in-order part of the stage: convergence, disparity and floating window for one frame.
-        Rendering the views from the plan (:func:`render_views`) needs no state, so frames can be rendered in
-        parallel once planned in order."""
+    def plan(self, depth: np.ndarray, cut: bool = False, image: np.ndarray | None = None) -> StereoPlan:
+        """The stateful, in-order part of the stage: convergence, disparity (edges refined) and floating window for
+        one frame. ``image``: the frame (uint8 HxWx3), needed only with ``thin_structures``. Rendering the views from
+        the plan (:func:`render_views`) needs no state, so frames can be rendered in parallel once planned in order."""
         if depth.ndim != 2:
             raise ValueError(f"depth must be HxW, got shape {depth.shape}")
         convergence = self.convergence(depth, cut)
         disparity = depth_to_disparity(depth, convergence, self.budget)
+        cfg = self.config
+        if cfg.refine_edges:
+            scale = min(depth.shape) / self.depth_size if self.depth_size else 1.0
+            disparity = refine_disparity(image, disparity, scale=scale, split=cfg.edge_split,
+                                         thin=cfg.thin_structures)  # fmt: skip
         window = self.window(disparity, cut) if self.window is not None else (0.0, 0.0)
         return StereoPlan(disparity, convergence, window)
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, cut: bool = False) -> StereoViews:
         if image.shape[:2] != depth.shape:
             raise ValueError(f"image {image.shape} and depth {depth.shape} must be HxWx3 and HxW of one size")
-        plan = self.plan(depth, cut)
+        plan = self.plan(depth, cut, image)
         left, right = render_views(image, plan.disparity, plan.window)
         return StereoViews(left, right, plan.disparity, plan.convergence, plan.window)

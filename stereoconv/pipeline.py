@@ -193,11 +193,11 @@ def plan_stage(
 ) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
     """Temporal smoothing and the stereo plan (convergence, disparity, window): the stateful steps, in frame order."""
     smoother = TemporalSmoother(config.temporal)
-    renderer = StereoRenderer(config.stereo)
+    renderer = StereoRenderer(config.stereo, depth_size=config.depth.input_size)
     try:
         for frame, is_cut, raw_depth in items:
             depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut)
+            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut, image=frame.rgb)
     finally:
         _closing(items)
 

@@ -1,0 +1,145 @@
+"""Depth refinement: soft depth edges from a low-resolution model come back as steps, slopes and flat depth stay.
+
+Every case runs on the numpy path and the torch path (``BOTH_PATHS``); depth is made soft the way the pipeline
+makes it: area-downsampled (what the model effectively sees), then brought back up with interpolation.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from stereoconv.config import StereoConfig
+from stereoconv.dibr import refine_disparity, refine_disparity_torch, synthesize_view
+from stereoconv.parallax import StereoRenderer
+
+
+def refine_via_torch(image: np.ndarray | None, disparity: np.ndarray, **kwargs) -> np.ndarray:
+    pixels = torch.from_numpy(image if image is not None else np.zeros((*disparity.shape, 3), np.uint8))
+    return refine_disparity_torch(pixels, torch.from_numpy(disparity), **kwargs).numpy()
+
+
+BOTH_PATHS = pytest.mark.parametrize("refine", [refine_disparity, refine_via_torch], ids=["numpy", "torch"])
+
+
+def soften(disparity: np.ndarray, factor: int, blur: float = 0.0) -> np.ndarray:
+    """``disparity`` as a model ``factor`` times coarser delivers it: area-downsampled, blurred, bicubic back up."""
+    height, width = disparity.shape
+    small = cv2.resize(disparity, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+    if blur:
+        small = cv2.GaussianBlur(small, (0, 0), blur)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def two_planes(width: int = 96, height: int = 48, edge: int = 48, near: float = 12.0, far: float = 2.0):
+    """A near plane left of column ``edge`` over a far one, with a sharp colour edge in the same place:
+    (uint8 image, float32 true disparity)."""
+    image = np.empty((height, width, 3), np.uint8)
+    image[:, :edge] = (200, 60, 40)
+    image[:, edge:] = (40, 90, 200)
+    disparity = np.full((height, width), far, np.float32)
+    disparity[:, :edge] = near
+    return image, disparity
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize("factor", [2, 4])
+def test_a_soft_ramp_across_a_colour_edge_becomes_a_step_on_it(refine, factor: int) -> None:
+    image, truth = two_planes()
+    soft = soften(truth, factor, blur=0.5)
+    row = soft[24]
+    assert np.count_nonzero((row > 2.5) & (row < 11.5)) >= factor  # really a ramp, several pixels wide
+    refined = refine(image, soft, scale=factor)[24]
+    # Nearly all the depth change now happens within two pixels (one of them anti-aliased)...
+    jumps = refined[:-2] - refined[2:]
+    step = int(np.argmax(jumps))
+    assert jumps[step] > 0.9 * (12.0 - 2.0)
+    assert abs((step + 1) - 47.5) <= 1  # ...on the colour edge (between columns 47 and 48)
+    # Away from the edge both planes are exactly where they were.
+    np.testing.assert_allclose(refined[: 48 - 2 * factor - 2], soft[24, : 48 - 2 * factor - 2], atol=1e-5)
+    np.testing.assert_allclose(refined[48 + 2 * factor + 2 :], soft[24, 48 + 2 * factor + 2 :], atol=1e-5)
+
+
+@BOTH_PATHS
+def test_refined_edges_render_without_a_halo(refine) -> None:
+    """Rendered from the soft depth, the far plane next to the edge is dragged along with the near one (a halo of
+    stretched background); from the refined depth the far plane's pixels stay where the true depth puts them."""
+    image, truth = two_planes()
+    image = image.copy()
+    image[:, 48:] += np.random.default_rng(1).integers(0, 40, (48, 48, 1), dtype=np.uint8)  # texture to compare
+    soft = soften(truth, 4, blur=0.5)
+    expected = synthesize_view(image, truth, -1)
+    # In the right view the near plane moves 12 px left and the far one 2 px: columns 36..46 are background the left
+    # view did not see, filled from the background side; a soft ramp stretches the near plane's edge over them.
+    far = slice(30, 56)
+    error_soft = np.abs(synthesize_view(image, soft, -1)[:, far].astype(int) - expected[:, far]).mean()
+    error_refined = np.abs(synthesize_view(image, refine(image, soft, scale=4), -1)[:, far].astype(int)
+                           - expected[:, far]).mean()  # fmt: skip
+    assert error_refined < 0.25 * error_soft
+
+
+@BOTH_PATHS
+def test_flat_and_sloped_depth_stay_as_they_are(refine) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (40, 80, 3), dtype=np.uint8)
+    flat = np.full((40, 80), 3.25, np.float32)
+    np.testing.assert_array_equal(refine(image, flat, scale=4), flat)
+    slope = np.tile(np.linspace(-10.0, 30.0, 80, dtype=np.float32), (40, 1))  # a floor seen at an angle
+    np.testing.assert_allclose(refine(image, slope, scale=4), slope, atol=1e-4)
+
+
+@BOTH_PATHS
+def test_sharp_depth_passes_through_unchanged(refine) -> None:
+    """Depth whose edges are already steps (ground truth, a model at the frame's own size) is not touched."""
+    image, truth = two_planes()
+    truth[10:20, 60:70] = 20.0  # a second, nearer object
+    np.testing.assert_allclose(refine(image, truth, scale=3), truth, atol=1e-5)
+
+
+@BOTH_PATHS
+def test_a_thin_near_structure_blurred_away_in_depth_comes_back_at_its_own_disparity(refine) -> None:
+    """A one-pixel-wide pole, plain in colour, that the model's coarse grid blurs into a faint wide bump."""
+    height, width, pole, d_pole = 64, 64, 32, 6.0
+    image = np.full((height, width, 3), 100, np.uint8)
+    image[:, pole] = 220
+    truth = np.zeros((height, width), np.float32)
+    truth[:, pole] = d_pole
+    soft = soften(truth, 2, blur=0.5)
+    assert soft[:, pole].max() < 0.5 * d_pole  # blurred away: less than half its disparity is left
+    refined = refine(image, soft, scale=2, thin=True)
+    np.testing.assert_allclose(refined[8:-8, pole], d_pole, atol=0.3)
+    assert np.abs(refined[8:-8, pole - 3 : pole]).max() < 0.3  # the bump's spill is background again
+    assert np.abs(refined[8:-8, pole + 1 : pole + 4]).max() < 0.3
+    # Rendered: the pole lands at its own disparity (right eye: x - d), not smeared over the background.
+    view = synthesize_view(image, refined, -1)
+    assert (view[8:-8, pole - 6] == 220).all()
+
+
+def test_numpy_and_torch_agree_on_a_random_scene() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
+    coarse = rng.random((8, 12)).astype(np.float32) * 20
+    soft = cv2.resize(coarse, (90, 60), interpolation=cv2.INTER_NEAREST)
+    soft = soften(soft, 3, blur=0.7)
+    for thin in (False, True):
+        np.testing.assert_allclose(
+            refine_disparity(image, soft, scale=3, thin=thin), refine_via_torch(image, soft, scale=3, thin=thin),
+            atol=1e-4,
+        )  # fmt: skip
+
+
+def test_refinement_is_part_of_the_stereo_plan_and_can_be_switched_off() -> None:
+    image, truth = two_planes()
+    depth = (soften(truth, 4, blur=0.5) - 2.0) / 10.0  # normalized: 0 far, 1 near
+    wide = {"max_negative_parallax": 8.0, "max_positive_parallax": 8.0, "screen_width": 0.5}  # ~8 px of parallax
+    on = StereoRenderer(StereoConfig(**wide), depth_size=12).plan(depth, image=image).disparity
+    off = StereoRenderer(StereoConfig(**wide, refine_edges=False), depth_size=12).plan(depth, image=image).disparity
+    assert (on[24, :-2] - on[24, 2:]).max() > 0.9 * (on.max() - on.min())  # a step
+    assert (off[24, :-2] - off[24, 2:]).max() < 0.6 * (off.max() - off.min())  # still the ramp
+    np.testing.assert_allclose(on[:, :30], off[:, :30], atol=1e-5)
+
+
+def test_thin_needs_the_image() -> None:
+    with pytest.raises(ValueError, match="needs the image"):
+        refine_disparity(None, np.zeros((8, 8), np.float32), thin=True)
