@@ -217,8 +217,9 @@ class StereoConfig(_Section):
     refine_edges: bool = setting(True, "turn the soft depth edges of the model's low resolution back into steps "
                                  "before rendering (no halos or stretching at object edges; slopes are "
                                  "kept)")  # fmt: skip
-    edge_split: float = setting(0.4, "where on a soft depth edge the step goes: 0 at its far end, 1 at its near end "
-                                "(below 0.5 the foreground keeps its edge pixels)", range=(0.0, 1.0))  # fmt: skip
+    edge_split: float = setting(0.2, "where on a soft depth edge the step goes where colour does not tell: 0 at its "
+                                "far end, 1 at its near end (below 0.5 the foreground keeps its edge pixels)",
+                                range=(0.0, 1.0))  # fmt: skip
     thin_structures: bool = setting(False, "bring back structures thinner than the depth model sees (poles, cables) "
                                     "where their colour stands out; with refine_edges")  # fmt: skip
 

@@ -28,16 +28,18 @@ A view is made in three steps:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import cv2
 import numpy as np
 import torch
 
-# Neighbouring pixels whose disparities differ by at most this (px) belong to one surface: the warp joins them, so a
-# stretched or slanted surface leaves no cracks, and the colour of one may be interpolated with the other.
-SAME_SURFACE = 1.0
+# SAME_SURFACE: neighbours that far apart or less (px) are one surface, here and in the refinement. refine_disparity
+# (soft depth edges back to steps, before rendering) is part of this module's API.
+from .refine import SAME_SURFACE, reflect_101
+from .refine import refine_disparity as refine_disparity
+from .refine import refine_disparity_torch as refine_disparity_torch
+
 # A disocclusion takes the mean of this many background pixels next to it (fewer where the background surface ends)
 _FILL_TAPS = 2
 # ...and that fill is then averaged over this many rows of the hole above and below, so it does not streak.
@@ -188,140 +190,6 @@ def synthesize_view(image: np.ndarray, disparity: np.ndarray, direction: int) ->
     return np.clip(np.rint(view), 0, np.iinfo(image.dtype).max).astype(image.dtype)
 
 
-# ------------------------------------------------------------------------------------------- depth refinement
-# A depth network sees the frame at ~518 px on its short side; upsampled back, its depth edges are ramps several
-# pixels wide. Rendered as they are, a ramp is a rubber sheet: the background next to an object is dragged along
-# with it (a halo) and the object's own edge pixels are left behind. The refinement below turns each ramp back into
-# a step before the warp, and leaves genuine slopes (a floor, a wall seen at an angle) alone.
-
-# Where on a ramp the step goes: 0 at its far (background) end, 1 at its near end. Below one half, the foreground
-# keeps its edge pixels, which a network's ramp gives partly to the background.
-EDGE_SPLIT = 0.4
-# Width of the step's own transition, as a share of the ramp: a little anti-aliasing, so that an edge moving by a
-# fraction of a pixel from frame to frame moves smoothly instead of jumping a whole pixel.
-_EDGE_SOFTNESS = 0.1
-# An edge that is already a step is left alone: where the largest jump between neighbours in the window is at least
-# the second of these shares of the window's range it is not snapped at all, below the first it is snapped fully.
-# A ramp from upsampling rises over several pixels, each a small share of the whole.
-_SHARP = (0.4, 0.6)
-# Thin structures: a pixel is part of one if its colour differs from the surrounding background's by more than this
-# (RMS over the channels, levels of 0-255).
-_THIN_COLOUR = 20.0
-
-
-def refine_radius(scale: float) -> int:
-    """The window radius (px) the refinement looks at for depth upsampled by ``scale`` (frame size / depth-map size):
-    a ramp from upsampling is about ``scale`` pixels wide on each side of the edge, plus one."""
-    return math.ceil(max(1.0, scale)) + 1
-
-
-def _box_mean(values: np.ndarray, radius: int) -> np.ndarray:
-    return cv2.blur(values, (2 * radius + 1, 2 * radius + 1), borderType=cv2.BORDER_REFLECT_101)
-
-
-def refine_disparity(
-    image: np.ndarray | None,
-    disparity: np.ndarray,
-    *,
-    scale: float = 2.0,
-    split: float = EDGE_SPLIT,
-    thin: bool = False,
-) -> np.ndarray:
-    """Disparity whose soft depth edges are steps again, ready for :func:`synthesize_view`: float32 HxW pixels, larger
-    = nearer, the convention of ``disparity``.
-
-    ``image``: the frame, uint8 HxWx3 (or HxW, HxWxC; uint16 is read as its top 8 bits), used only for ``thin``
-    (None without it).
-    ``disparity``: float32 HxW, pixels, upsampled by about ``scale`` (frame size / the depth model's output size)
-    from what the model delivered. ``split``: where on a ramp the step goes (0: its far end, 1: its near end).
-
-    In a window of radius :func:`refine_radius` (``r``) around each pixel, let ``lo``/``hi`` be the smallest and
-    largest disparity. Where ``hi - lo`` exceeds ``SAME_SURFACE`` (1 px: the warp would join the two as one surface)
-    the pixel goes to ``lo`` or ``hi`` by its position on the ramp, ``(d - lo) / (hi - lo)`` against ``split``, with
-    a transition of a tenth of the ramp. A window of twice the radius tells a ramp from a slope: across an edge the
-    range stays the same (``1``: snapped fully), on a slanted surface it doubles (``0``: left exactly as it is), and
-    in between the snapped and original values are blended. Flat disparity is returned unchanged.
-
-    ``thin``: also bring back structures narrower than the model could see (a pole, a cable, a branch) that are in
-    the picture but only faint bumps in the depth: where a bump narrower than the window stands more than 1 px above
-    its surroundings, the pixels whose colour differs from the surrounding background by more than 20 levels take the
-    bump's whole excess (its sum over the window divided by their count, so the area under the bump is kept), and the
-    rest of the bump drops to the background.
-
-    Sharp depth (ground truth, or a model run at the frame's own size) passes through unchanged where its edges are
-    already steps: a window whose largest jump between neighbours is 60 % of its range or more is not snapped.
-    """
-    disparity = np.asarray(disparity, dtype=np.float32)
-    if image is not None and image.shape[:2] != disparity.shape:
-        raise ValueError(f"image {image.shape[:2]} and disparity {disparity.shape} sizes differ")
-    if not 0.0 <= split <= 1.0:
-        raise ValueError(f"split must be in [0, 1], got {split}")
-    radius = refine_radius(scale)
-    if thin:
-        if image is None:
-            raise ValueError("thin-structure restoration needs the image")
-        disparity = _restore_thin(image, disparity, radius)
-    return _snap_edges(disparity, radius, split)
-
-
-def _largest_jump(disparity: np.ndarray) -> np.ndarray:
-    """Per pixel, the largest absolute difference to a neighbour across or down (float32 HxW)."""
-    jump = np.zeros_like(disparity)
-    across, down = np.abs(np.diff(disparity, axis=1)), np.abs(np.diff(disparity, axis=0))
-    jump[:, 1:] = across
-    np.maximum(jump[:, :-1], across, out=jump[:, :-1])
-    np.maximum(jump[1:], down, out=jump[1:])
-    np.maximum(jump[:-1], down, out=jump[:-1])
-    return jump
-
-
-def _snap_edges(disparity: np.ndarray, radius: int, split: float) -> np.ndarray:
-    # Continued past the frame's border as a point reflection (a slope goes on as the same slope), so the windows
-    # see whole slopes there too.
-    pad = 2 * radius
-    disparity = np.pad(disparity, pad, mode="reflect", reflect_type="odd")
-    return _snap_padded(disparity, radius, split)[pad:-pad, pad:-pad]
-
-
-def _snap_padded(disparity: np.ndarray, radius: int, split: float) -> np.ndarray:
-    near = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    wide = np.ones((4 * radius + 1, 4 * radius + 1), np.uint8)
-    low, high = cv2.erode(disparity, near), cv2.dilate(disparity, near)
-    span = high - low
-    edge = span > SAME_SURFACE
-    if not edge.any():
-        return disparity.copy()
-    wide_span = cv2.dilate(disparity, wide) - cv2.erode(disparity, wide)
-    safe = np.maximum(span, np.float32(1e-6))
-    weight = np.clip(2.0 - wide_span / safe, 0.0, 1.0)  # 1 across an edge, 0 on a slope
-    weight *= np.clip((_SHARP[1] - cv2.dilate(_largest_jump(disparity), near) / safe) / (_SHARP[1] - _SHARP[0]), 0, 1)
-    position = (disparity - low) / safe
-    snapped = low + span * np.clip((position - split) / _EDGE_SOFTNESS + 0.5, 0.0, 1.0)
-    return np.where(edge, disparity + weight * (snapped - disparity), disparity).astype(np.float32)
-
-
-def _restore_thin(image: np.ndarray, disparity: np.ndarray, radius: int) -> np.ndarray:
-    window = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    base = cv2.dilate(cv2.erode(disparity, window), window)  # the depth without bumps narrower than the window
-    excess = np.maximum(disparity - base, 0.0)
-    peak = cv2.dilate(excess, window)
-    ridge = peak > SAME_SURFACE
-    if not ridge.any():
-        return disparity.copy()
-    colour = np.asarray(image, dtype=np.float32).reshape(*disparity.shape, -1)
-    if image.dtype == np.uint16:
-        colour = colour / 257.0
-    background = (excess < 0.1 * peak).astype(np.float32)
-    count = _box_mean(background, radius)
-    around = _box_mean(colour * background[..., None], radius) / np.maximum(count, 1e-6)[..., None]
-    apart = np.sqrt(np.mean((colour - around) ** 2, axis=-1)) > _THIN_COLOUR
-    member = ridge & apart & (excess > 0.1 * peak)
-    share = _box_mean(excess, radius) / np.maximum(_box_mean(member.astype(np.float32), radius), 1e-6)
-    share = np.minimum(share, (2 * radius + 1) * peak)
-    restored = base + np.where(member, share, 0.0)
-    return np.where(ridge & (count > 0), restored, disparity).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------------ torch (GPU path)
 # The same three steps as torch ops, for frames that already live on the GPU (or any torch device): the same rules,
 # the same float32 arithmetic where it matters, a leading batch dimension, no Python loop over pixels or rows and no
@@ -445,17 +313,6 @@ def sample_view_torch(
     return view.reshape(image.shape), filled.reshape(warped.shape)
 
 
-def _reflect_101(size: int, pad: int, device: torch.device) -> torch.Tensor:
-    """Indices of ``range(-pad, size + pad)`` reflected into ``range(size)`` without repeating the edge (OpenCV's
-    BORDER_REFLECT_101, the border cv2.blur uses), however many times the pad exceeds the size."""
-    position = torch.arange(-pad, size + pad, device=device)
-    if size <= 1:
-        return torch.zeros_like(position)
-    period = 2 * (size - 1)
-    position = position.remainder(period)
-    return torch.where(position < size, position, period - position)
-
-
 def fill_disocclusions_torch(view: torch.Tensor, warped: torch.Tensor, filled: torch.Tensor) -> torch.Tensor:
     """:func:`fill_disocclusions` in torch: fill the pixels no surface covers from their background side; returns a
     new float32 tensor laid out like ``view`` ([H, W, C] or [B, H, W, C]).
@@ -506,7 +363,7 @@ def fill_disocclusions_torch(view: torch.Tensor, warped: torch.Tensor, filled: t
     # hole count): on whole levels, which is what the numpy path fills from, the float32 sums are exact and the two
     # paths agree bit for bit; other values differ from cv2's float64 sums in the last bits only.
     window = 2 * _FILL_ROWS + 1
-    rows = _reflect_101(height, _FILL_ROWS, covered.device)
+    rows = reflect_101(height, _FILL_ROWS, covered.device)
     fill = fill.reshape(-1, height, width, channels).index_select(1, rows)
     count = hole.to(torch.float32).reshape(-1, height, width, 1).index_select(1, rows)
     fill_sum, count_sum = fill[:, :height].clone(), count[:, :height].clone()
@@ -516,112 +373,6 @@ def fill_disocclusions_torch(view: torch.Tensor, warped: torch.Tensor, filled: t
     smoothed = (fill_sum / window) / (count_sum / window).clamp_min(1e-6)
     out = torch.where(hole.reshape(count_sum.shape), smoothed, pixels.reshape(smoothed.shape))
     return out.reshape(view.shape)
-
-
-def _pool_max(values: torch.Tensor, radius: int) -> torch.Tensor:
-    """Max over a (2r+1)^2 window of [N, H, W] maps, the border padded with -inf (as cv2.dilate treats it)."""
-    return torch.nn.functional.max_pool2d(values[:, None], 2 * radius + 1, stride=1, padding=radius)[:, 0]
-
-
-def _pool_min(values: torch.Tensor, radius: int) -> torch.Tensor:
-    return -_pool_max(-values, radius)
-
-
-def _box_mean_torch(values: torch.Tensor, radius: int) -> torch.Tensor:
-    """cv2.blur of [N, H, W, C] maps with a (2r+1)^2 box, the border reflected as BORDER_REFLECT_101."""
-    height, width = values.shape[1:3]
-    rows = _reflect_101(height, radius, values.device)
-    cols = _reflect_101(width, radius, values.device)
-    padded = values.index_select(1, rows).index_select(2, cols).permute(0, 3, 1, 2)
-    return torch.nn.functional.avg_pool2d(padded, 2 * radius + 1, stride=1).permute(0, 2, 3, 1)
-
-
-def refine_disparity_torch(
-    image: torch.Tensor,
-    disparity: torch.Tensor,
-    *,
-    scale: float = 2.0,
-    split: float = EDGE_SPLIT,
-    thin: bool = False,
-) -> torch.Tensor:
-    """:func:`refine_disparity` in torch, for a frame or a batch: ``image`` [H, W, C] or [B, H, W, C] (uint8, or
-    uint16 read as its top 8 bits; used only for ``thin``), ``disparity`` [H, W] or [B, H, W] in pixels. Returns
-    float32 disparity shaped like ``disparity`` on its device; the same rule as the numpy version, equal to it within
-    float32 rounding (1e-4 px)."""
-    _check_layout(image, {"disparity": disparity}, "image")
-    if not 0.0 <= split <= 1.0:
-        raise ValueError(f"split must be in [0, 1], got {split}")
-    shape = disparity.shape
-    height, width = shape[-2:]
-    values = disparity.to(torch.float32).reshape(-1, height, width)
-    radius = refine_radius(scale)
-    if thin:
-        colour = image.reshape(-1, height, width, image.shape[-1]).to(torch.float32)
-        if image.dtype == torch.uint16:
-            colour = colour / 257.0
-        values = _restore_thin_torch(colour, values, radius)
-    return _snap_edges_torch(values, radius, split).reshape(shape)
-
-
-def _largest_jump_torch(disparity: torch.Tensor) -> torch.Tensor:
-    jump = torch.zeros_like(disparity)
-    across = (disparity[..., 1:] - disparity[..., :-1]).abs()
-    down = (disparity[..., 1:, :] - disparity[..., :-1, :]).abs()
-    jump[..., 1:] = across
-    jump[..., :-1] = torch.maximum(jump[..., :-1], across)
-    jump[..., 1:, :] = torch.maximum(jump[..., 1:, :], down)
-    jump[..., :-1, :] = torch.maximum(jump[..., :-1, :], down)
-    return jump
-
-
-def _odd_reflect_index(size: int, pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For ``range(-pad, size + pad)``: the index to read and the border index to reflect its value about (a point
-    reflection, ``2 * d[border] - d[index]``, as numpy's ``pad(mode="reflect", reflect_type="odd")``; positions more
-    than ``size - 1`` beyond the border read the far end)."""
-    position = torch.arange(-pad, size + pad, device=device)
-    border = position.clamp(0, size - 1)
-    index = (2 * border - position).clamp(0, size - 1)
-    return index, border
-
-
-def _snap_edges_torch(disparity: torch.Tensor, radius: int, split: float) -> torch.Tensor:
-    pad = 2 * radius
-    height, width = disparity.shape[-2:]
-    rows, row_border = _odd_reflect_index(height, pad, disparity.device)
-    cols, col_border = _odd_reflect_index(width, pad, disparity.device)
-    padded = 2 * disparity.index_select(1, row_border) - disparity.index_select(1, rows)
-    padded = 2 * padded.index_select(2, col_border) - padded.index_select(2, cols)
-    return _snap_padded_torch(padded, radius, split)[:, pad:-pad, pad:-pad]
-
-
-def _snap_padded_torch(disparity: torch.Tensor, radius: int, split: float) -> torch.Tensor:
-    low, high = _pool_min(disparity, radius), _pool_max(disparity, radius)
-    span = high - low
-    wide_span = _pool_max(disparity, 2 * radius) - _pool_min(disparity, 2 * radius)
-    safe = span.clamp_min(1e-6)
-    weight = (2.0 - wide_span / safe).clamp(0.0, 1.0)
-    sharp = _pool_max(_largest_jump_torch(disparity), radius) / safe
-    weight = weight * ((_SHARP[1] - sharp) / (_SHARP[1] - _SHARP[0])).clamp(0.0, 1.0)
-    position = (disparity - low) / safe
-    snapped = low + span * ((position - split) / _EDGE_SOFTNESS + 0.5).clamp(0.0, 1.0)
-    return torch.where(span > SAME_SURFACE, disparity + weight * (snapped - disparity), disparity)
-
-
-def _restore_thin_torch(colour: torch.Tensor, disparity: torch.Tensor, radius: int) -> torch.Tensor:
-    base = _pool_max(_pool_min(disparity, radius), radius)
-    excess = (disparity - base).clamp_min(0.0)
-    peak = _pool_max(excess, radius)
-    ridge = peak > SAME_SURFACE
-    background = (excess < 0.1 * peak).to(torch.float32)[..., None]
-    count = _box_mean_torch(background, radius)
-    around = _box_mean_torch(colour * background, radius) / count.clamp_min(1e-6)
-    apart = ((colour - around) ** 2).mean(dim=-1).sqrt() > _THIN_COLOUR
-    member = ridge & apart & (excess > 0.1 * peak)
-    share = _box_mean_torch(excess[..., None], radius)[..., 0]
-    share = share / _box_mean_torch(member.to(torch.float32)[..., None], radius)[..., 0].clamp_min(1e-6)
-    share = torch.minimum(share, (2 * radius + 1) * peak)
-    restored = base + torch.where(member, share, 0.0)
-    return torch.where(ridge & (count[..., 0] > 0), restored, disparity)
 
 
 _TOP = {torch.uint8: 255, torch.uint16: 65535}  # image dtypes rendered, and their largest value

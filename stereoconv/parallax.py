@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import StereoConfig
-from .dibr import refine_disparity, synthesize_view
+from .dibr import synthesize_view
+from .refine import refine_disparity
 
 Synthesizer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, disparity, direction) -> view
 _MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels

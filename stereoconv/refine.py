@@ -1,0 +1,418 @@
+"""Depth refinement: the soft depth edges of a low-resolution model turned back into steps that sit on the picture's
+edges, before the views are rendered.
+
+A depth network sees the frame at ~518 px on its short side. Brought back to the frame's size, its depth edges are
+ramps several pixels wide that sit near, not on, the colour edges, and structures thinner than its grid are faint
+bumps. Rendered as they are, a ramp is a rubber sheet: the background next to an object is dragged along with it (a
+halo) and the object's own edge pixels are left behind. :func:`refine_disparity` decides, for every pixel on a ramp,
+whether it belongs to the near or the far surface, by where it sits on the ramp and by its colour, and gives it that
+surface's disparity; genuine slopes (a floor, a wall seen at an angle) and edges that are already steps are left
+alone. :func:`refine_disparity_torch` does the same on torch tensors on any device, for a frame or a batch.
+
+``benchmarks/stereo_views.py`` measures it against view synthesis from the unrefined depth and against an iw3-style
+edge dilation, on ground truth degraded as a network degrades it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# Neighbouring pixels whose disparities differ by at most this (px) belong to one surface: the warp joins them, so a
+# stretched or slanted surface leaves no cracks, and the colour of one may be interpolated with the other. A ramp
+# whose whole range is within it needs no refinement.
+SAME_SURFACE = 1.0
+# Where on a ramp the step goes when colour does not tell: 0 at its far (background) end, 1 at its near end. Below
+# one half, the foreground keeps its edge pixels, which a network's ramp gives partly to the background.
+EDGE_SPLIT = 0.2
+# How much colour moves the step: a pixel coloured like the near side counts as this much / 2 further up the ramp, one
+# coloured like the far side as much further down (so colour can move the step half the ramp either way).
+_COLOUR_WEIGHT = 1.0
+# The near and far sides' colours are the mean colour of the ramp's top and bottom fifth within the window; colour is
+# used only where both are seen and differ by more than this (Euclidean distance over the channels, 0-255 levels).
+_SIDES = (0.2, 0.8)
+_COLOUR_APART = 10.0
+# Width of the step's own transition, as a share of the ramp: a little anti-aliasing, so that an edge moving by a
+# fraction of a pixel from frame to frame moves smoothly instead of jumping a whole pixel.
+_EDGE_SOFTNESS = 0.1
+# An edge that is already a step is left alone: where the largest jump between neighbours in the window is at least
+# the second of these shares of the window's range it is not snapped at all, below the first it is snapped fully. A
+# ramp from upsampling rises over several pixels, each a small share of the whole.
+_SHARP = (0.4, 0.6)
+# Thin structures: a pixel is part of one if its colour differs from the surrounding background's by more than this
+# (RMS over the channels, 0-255 levels).
+_THIN_COLOUR = 20.0
+
+
+def refine_radius(scale: float) -> int:
+    """The window radius (px) the refinement looks at for depth upsampled by ``scale`` (frame size / depth-map size):
+    a ramp from upsampling is about ``scale`` pixels wide on each side of the edge, and a network's edge may sit a
+    pixel or two beside the picture's."""
+    return math.ceil(max(1.0, scale)) + 2
+
+
+def refine_disparity(
+    image: np.ndarray | None,
+    disparity: np.ndarray,
+    *,
+    scale: float = 2.0,
+    split: float = EDGE_SPLIT,
+    thin: bool = False,
+) -> np.ndarray:
+    """Disparity whose soft depth edges are steps on the picture's edges again, ready for
+    :func:`~stereoconv.dibr.synthesize_view`: float32 HxW pixels, larger = nearer, the convention of ``disparity``.
+
+    ``image``: the frame, uint8 HxWx3 (or HxW, HxWxC; uint16 is read as its top 8 bits); None refines by depth alone.
+    ``disparity``: float32 HxW, pixels, upsampled by about ``scale`` (frame size / the depth model's output size)
+    from what the model delivered. ``split``: where on a ramp the step goes where colour does not tell (0: its far
+    end, 1: its near end).
+
+    In a window of radius :func:`refine_radius` (``r``) around each pixel, let ``lo``/``hi`` be the smallest and
+    largest disparity. Where ``hi - lo`` exceeds ``SAME_SURFACE`` (1 px: the warp would join the two as one surface)
+    the pixel goes to ``lo`` or ``hi``: to ``hi`` if its position on the ramp, ``(d - lo) / (hi - lo)``, plus half
+    its colour evidence exceeds ``split``, with a transition of a tenth of the ramp. The colour evidence is +1 for a
+    pixel coloured like the near side of the ramp (the mean colour of the window's pixels in the ramp's top fifth),
+    -1 for one like the far side (bottom fifth), in between by distance (8-bit colour, Euclidean over the channels);
+    0 where either side is missing from the window or the two differ by 10 levels or less. So a network's edge that
+    sits a pixel or two beside the colour edge is moved onto it, and where the two sides look alike the depth alone
+    decides.
+
+    A window of twice the radius tells a ramp from a slope: across an edge the range stays the same (snapped fully),
+    on a slanted surface it doubles (left exactly as it is), in between the two are blended. Depth whose edges are
+    already steps (ground truth, a model run at the frame's own size) passes through: a window whose largest jump
+    between neighbours is 60 % of its range or more is not snapped. Flat disparity is returned unchanged.
+
+    ``thin``: also bring back structures narrower than the model could see (a pole, a cable, a branch) that are in
+    the picture but only faint bumps in the depth: where a bump narrower than the window stands more than 1 px above
+    its surroundings, the pixels whose colour differs from the surrounding background by more than 20 levels take the
+    bump's whole excess (its sum over the window divided by their count, so the area under the bump is kept), and the
+    rest of the bump drops to the background. Needs ``image``.
+    """
+    disparity = np.asarray(disparity, dtype=np.float32)
+    if disparity.ndim != 2:
+        raise ValueError(f"disparity must be HxW, got shape {disparity.shape}")
+    if image is not None and image.shape[:2] != disparity.shape:
+        raise ValueError(f"image {image.shape[:2]} and disparity {disparity.shape} sizes differ")
+    if not 0.0 <= split <= 1.0:
+        raise ValueError(f"split must be in [0, 1], got {split}")
+    if thin and image is None:
+        raise ValueError("thin-structure restoration needs the image")
+    radius = refine_radius(scale)
+    if thin:
+        disparity = _restore_thin(_colour(np.asarray(image), disparity.shape), disparity, radius)
+    # Continued past the frame's border as a point reflection (a slope goes on as the same slope), so the windows see
+    # whole slopes there too; colour is mirrored.
+    pad = 2 * radius
+    padded = np.pad(disparity, pad, mode="reflect", reflect_type="odd")
+    colour = None
+    if image is not None:
+        colour = _eight_bit(np.asarray(image)).reshape(*disparity.shape, -1)
+        colour = cv2.copyMakeBorder(colour, pad, pad, pad, pad, cv2.BORDER_REFLECT_101).reshape(
+            padded.shape[0], padded.shape[1], -1)  # fmt: skip
+    return _snap(padded, colour, radius, split)
+
+
+def _eight_bit(image: np.ndarray) -> np.ndarray:
+    """The picture at 8 bits (uint16: its top 8), as colour is compared."""
+    return (image >> 8).astype(np.uint8) if image.dtype == np.uint16 else image.astype(np.uint8, copy=False)
+
+
+def _colour(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    colour = image.astype(np.float32).reshape(*shape, -1)
+    return colour / np.float32(257.0) if image.dtype == np.uint16 else colour
+
+
+# The CPU path: window minima, maxima and sums by OpenCV (separable, vectorized), the per-pixel logic in two compiled
+# passes (numba, cached on disk after the first run) instead of a score of full-frame numpy temporaries. Colour is
+# compared at 8 bits, so its window sums are exact integers on either path.
+
+
+def _box_sum(values: np.ndarray, radius: int) -> np.ndarray:
+    """Integer sums of uint8 ``values`` over the (2r+1)^2 window (16-bit where they fit), the border reflected."""
+    depth = cv2.CV_16U if (2 * radius + 1) ** 2 * 255 < 65536 else cv2.CV_32S
+    size = (2 * radius + 1, 2 * radius + 1)
+    return cv2.boxFilter(values, depth, size, normalize=False, borderType=cv2.BORDER_REFLECT_101)
+
+
+@numba.njit(cache=True)
+def _largest_jump(disparity: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest absolute difference to a neighbour across or down (float32 HxW)."""
+    height, width = disparity.shape
+    jump = np.zeros_like(disparity)
+    for y in range(height):
+        for x in range(width - 1):
+            step = abs(disparity[y, x + 1] - disparity[y, x])
+            jump[y, x] = step if step > jump[y, x] else jump[y, x]
+            jump[y, x + 1] = step
+        if y > 0:
+            for x in range(width):
+                step = abs(disparity[y, x] - disparity[y - 1, x])
+                jump[y - 1, x] = step if step > jump[y - 1, x] else jump[y - 1, x]
+                jump[y, x] = step if step > jump[y, x] else jump[y, x]
+    return jump
+
+
+@numba.njit(cache=True)
+def _sides(
+    disparity: np.ndarray, low: np.ndarray, high: np.ndarray, colour: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The near and far side of every ramp pixel: (uint8 HxWx(1+C)) mask and colour where the pixel lies in the
+    ramp's top (near) or bottom (far) fifth, zero elsewhere."""
+    height, width, channels = colour.shape
+    near = np.zeros((height, width, channels + 1), np.uint8)
+    far = np.zeros((height, width, channels + 1), np.uint8)
+    for y in range(height):
+        for x in range(width):
+            span = high[y, x] - low[y, x]
+            if span <= SAME_SURFACE:
+                continue
+            offset = disparity[y, x] - low[y, x]
+            if offset > _SIDES[1] * span:
+                near[y, x, 0] = 1
+                near[y, x, 1:] = colour[y, x]
+            elif offset < _SIDES[0] * span:
+                far[y, x, 0] = 1
+                far[y, x, 1:] = colour[y, x]
+    return near, far
+
+
+@numba.njit(cache=True)
+def _snap_pixels(
+    disparity: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    wide_low: np.ndarray,
+    wide_high: np.ndarray,
+    jumps: np.ndarray,
+    colour: np.ndarray,
+    near: np.ndarray,
+    far: np.ndarray,
+    area: int,
+    split: float,
+    colour_weight: float,
+    pad: int,
+) -> np.ndarray:
+    """The refined inner part (``pad`` px in from every side) of padded maps; ``near``/``far``: window sums of
+    :func:`_sides` (empty: depth alone)."""
+    height, width = disparity.shape
+    channels = near.shape[2] - 1
+    out = np.empty((height - 2 * pad, width - 2 * pad), np.float32)
+    for y in range(pad, height - pad):
+        for x in range(pad, width - pad):
+            value = disparity[y, x]
+            span = high[y, x] - low[y, x]
+            if span <= SAME_SURFACE:
+                out[y - pad, x - pad] = value
+                continue
+            weight = min(1.0, max(0.0, 2.0 - (wide_high[y, x] - wide_low[y, x]) / span))
+            sharp = jumps[y, x] / span
+            weight *= min(1.0, max(0.0, (_SHARP[1] - sharp) / (_SHARP[1] - _SHARP[0])))
+            score = (value - low[y, x]) / span - split
+            near_n, far_n = np.float32(near[y, x, 0]), np.float32(far[y, x, 0])
+            if channels > 0 and near_n > 0.02 * area and far_n > 0.02 * area:
+                apart = to_far = to_near = 0.0
+                for c in range(channels):
+                    near_c, far_c = near[y, x, 1 + c] / near_n, far[y, x, 1 + c] / far_n
+                    apart += (near_c - far_c) ** 2
+                    to_far += (colour[y, x, c] - far_c) ** 2
+                    to_near += (colour[y, x, c] - near_c) ** 2
+                apart = np.sqrt(apart)
+                if apart > _COLOUR_APART:
+                    evidence = (np.sqrt(to_far) - np.sqrt(to_near)) / apart
+                    score += colour_weight / 2 * min(1.0, max(-1.0, evidence))
+            snapped = low[y, x] + span * min(1.0, max(0.0, score / _EDGE_SOFTNESS + 0.5))
+            out[y - pad, x - pad] = value + weight * (snapped - value)
+    return out
+
+
+def _snap(disparity: np.ndarray, colour: np.ndarray | None, radius: int, split: float) -> np.ndarray:
+    """The refinement of ``disparity`` (and 8-bit ``colour``) padded by ``2 * radius``: the refined inner part."""
+    near_window = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    low, high = cv2.erode(disparity, near_window), cv2.dilate(disparity, near_window)
+    # A (4r+1)^2 window is the (2r+1)^2 one applied twice.
+    wide_low, wide_high = cv2.erode(low, near_window), cv2.dilate(high, near_window)
+    jumps = cv2.dilate(_largest_jump(disparity), near_window)
+    if colour is None:
+        colour = np.zeros((1, 1, 0), np.uint8)
+        near = far = np.zeros((1, 1, 1), np.uint16)
+    else:
+        near, far = (_box_sum(side, radius).reshape(side.shape) for side in _sides(disparity, low, high, colour))
+    return _snap_pixels(disparity, low, high, wide_low, wide_high, jumps, colour, near, far, (2 * radius + 1) ** 2,
+                        split, _COLOUR_WEIGHT, 2 * radius)  # fmt: skip
+
+
+def _restore_thin(colour: np.ndarray, disparity: np.ndarray, radius: int) -> np.ndarray:
+    """Thin structures back at their own disparity (see :func:`refine_disparity`); computed on the frame reflected by
+    ``2 * radius`` at its border, so windows near it see a continuation of the picture."""
+    pad = 2 * radius
+    disparity = cv2.copyMakeBorder(disparity, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    colour = cv2.copyMakeBorder(colour, pad, pad, pad, pad, cv2.BORDER_REFLECT_101).reshape(*disparity.shape, -1)
+    window = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    size = (2 * radius + 1, 2 * radius + 1)
+    base = cv2.dilate(cv2.erode(disparity, window), window)  # the depth without bumps narrower than the window
+    excess = np.maximum(disparity - base, 0.0)
+    peak = cv2.dilate(excess, window)
+    ridge = peak > SAME_SURFACE
+    if not ridge.any():
+        return disparity[pad:-pad, pad:-pad]
+    background = (excess < 0.1 * peak).astype(np.float32)
+    count = cv2.blur(background, size)
+    around = cv2.blur(colour * background[..., None], size).reshape(colour.shape)
+    around /= np.maximum(count, 1e-6)[..., None]
+    apart = np.sqrt(np.mean((colour - around) ** 2, axis=-1)) > _THIN_COLOUR
+    member = ridge & apart & (excess > 0.1 * peak)
+    share = cv2.blur(excess, size) / np.maximum(cv2.blur(member.astype(np.float32), size), 1e-6)
+    share = np.minimum(share, (2 * radius + 1) * peak)
+    restored = base + np.where(member, share, 0.0)
+    out = np.where(ridge & (count > 0), restored, disparity).astype(np.float32)
+    return out[pad:-pad, pad:-pad]
+
+
+# ------------------------------------------------------------------------------------------------------- torch
+
+
+def reflect_101(size: int, pad: int, device: torch.device) -> torch.Tensor:
+    """Indices of ``range(-pad, size + pad)`` reflected into ``range(size)`` without repeating the edge (OpenCV's
+    BORDER_REFLECT_101, the border cv2.blur uses), however many times the pad exceeds the size."""
+    position = torch.arange(-pad, size + pad, device=device)
+    if size <= 1:
+        return torch.zeros_like(position)
+    period = 2 * (size - 1)
+    position = position.remainder(period)
+    return torch.where(position < size, position, period - position)
+
+
+def _odd_reflect(values: torch.Tensor, pad: int, dim: int) -> torch.Tensor:
+    """``values`` padded by ``pad`` along ``dim`` with a point reflection about each border value
+    (``2 * d[border] - d[mirrored]``, numpy's ``pad(mode="reflect", reflect_type="odd")`` for a pad below the size)."""
+    size = values.shape[dim]
+    position = torch.arange(-pad, size + pad, device=values.device)
+    border = position.clamp(0, size - 1)
+    mirrored = (2 * border - position).clamp(0, size - 1)
+    return 2 * values.index_select(dim, border) - values.index_select(dim, mirrored)
+
+
+def _pool_max(values: torch.Tensor, radius: int) -> torch.Tensor:
+    """Max over a (2r+1)^2 window of [N, H, W] maps, the border padded with -inf (as cv2.dilate treats it)."""
+    return F.max_pool2d(values[:, None], 2 * radius + 1, stride=1, padding=radius)[:, 0]
+
+
+def _pool_min(values: torch.Tensor, radius: int) -> torch.Tensor:
+    return -_pool_max(-values, radius)
+
+
+def _box_torch(values: torch.Tensor, radius: int) -> torch.Tensor:
+    """:func:`_box` of [N, H, W, C] maps."""
+    height, width = values.shape[1:3]
+    rows, cols = reflect_101(height, radius, values.device), reflect_101(width, radius, values.device)
+    padded = values.index_select(1, rows).index_select(2, cols).permute(0, 3, 1, 2)
+    return F.avg_pool2d(padded, 2 * radius + 1, stride=1).permute(0, 2, 3, 1)
+
+
+def refine_disparity_torch(
+    image: torch.Tensor | None,
+    disparity: torch.Tensor,
+    *,
+    scale: float = 2.0,
+    split: float = EDGE_SPLIT,
+    thin: bool = False,
+) -> torch.Tensor:
+    """:func:`refine_disparity` in torch, for a frame or a batch: ``image`` [H, W, C] or [B, H, W, C] (uint8, or
+    uint16 read as its top 8 bits; None: by depth alone), ``disparity`` [H, W] or [B, H, W] in pixels. Returns
+    float32 disparity shaped like ``disparity`` on its device: the same rule as the numpy version, equal to it within
+    float32 rounding (1e-4 px) for frames larger than the window (4 ``r`` + 1 px)."""
+    if disparity.ndim not in (2, 3):
+        raise ValueError(f"disparity must be [H, W] or [B, H, W], got {tuple(disparity.shape)}")
+    if image is not None and (image.ndim != disparity.ndim + 1 or image.shape[:-1] != disparity.shape):
+        raise ValueError(f"image {tuple(image.shape)} must be disparity's shape {tuple(disparity.shape)} plus channels")
+    if not 0.0 <= split <= 1.0:
+        raise ValueError(f"split must be in [0, 1], got {split}")
+    if thin and image is None:
+        raise ValueError("thin-structure restoration needs the image")
+    shape = disparity.shape
+    height, width = shape[-2:]
+    values = disparity.to(torch.float32).reshape(-1, height, width)
+    radius = refine_radius(scale)
+    pad = 2 * radius
+    colour = None
+    if image is not None:
+        pixels = image.reshape(-1, height, width, image.shape[-1])
+        rows, cols = reflect_101(height, pad, image.device), reflect_101(width, pad, image.device)
+        if thin:
+            deep = pixels.to(torch.float32) / (257.0 if image.dtype == torch.uint16 else 1.0)
+            reflected = _restore_thin_torch(deep.index_select(1, rows).index_select(2, cols),
+                                            values.index_select(1, rows).index_select(2, cols), radius)  # fmt: skip
+            values = reflected[:, pad:-pad, pad:-pad]
+        eight = pixels.to(torch.int32) >> 8 if image.dtype == torch.uint16 else pixels
+        colour = eight.to(torch.float32).index_select(1, rows).index_select(2, cols)
+    padded = _odd_reflect(_odd_reflect(values, pad, 1), pad, 2)
+    return _snap_torch(padded, colour, radius, split)[:, pad:-pad, pad:-pad].reshape(shape)
+
+
+def _largest_jump_torch(disparity: torch.Tensor) -> torch.Tensor:
+    jump = torch.zeros_like(disparity)
+    across = (disparity[..., 1:] - disparity[..., :-1]).abs()
+    down = (disparity[..., 1:, :] - disparity[..., :-1, :]).abs()
+    jump[..., 1:] = across
+    jump[..., :-1] = torch.maximum(jump[..., :-1], across)
+    jump[..., 1:, :] = torch.maximum(jump[..., 1:, :], down)
+    jump[..., :-1, :] = torch.maximum(jump[..., :-1, :], down)
+    return jump
+
+
+def _snap_torch(disparity: torch.Tensor, colour: torch.Tensor | None, radius: int, split: float) -> torch.Tensor:
+    low, high = _pool_min(disparity, radius), _pool_max(disparity, radius)
+    span = high - low
+    edge = span > SAME_SURFACE
+    safe = span.clamp_min(1e-6)
+    wide_span = _pool_max(disparity, 2 * radius) - _pool_min(disparity, 2 * radius)
+    weight = (2.0 - wide_span / safe).clamp(0.0, 1.0)
+    sharp = _pool_max(_largest_jump_torch(disparity), radius) / safe
+    weight = weight * ((_SHARP[1] - sharp) / (_SHARP[1] - _SHARP[0])).clamp(0.0, 1.0)
+    position = (disparity - low) / safe
+    score = position - split
+    if colour is not None:
+        score = score + _COLOUR_WEIGHT / 2 * _colour_evidence_torch(colour, edge, position, radius)
+    snapped = low + span * (score / _EDGE_SOFTNESS + 0.5).clamp(0.0, 1.0)
+    return torch.where(edge, disparity + weight * (snapped - disparity), disparity)
+
+
+def _colour_evidence_torch(
+    colour: torch.Tensor, edge: torch.Tensor, position: torch.Tensor, radius: int
+) -> torch.Tensor:
+    """``colour``: 8-bit values as float32 [N, H, W, C]; the CPU path's integer arithmetic, in float32 (exact)."""
+    sides = []
+    for mask in (edge & (position > _SIDES[1]), edge & (position < _SIDES[0])):
+        mask = mask.to(torch.float32)[..., None]
+        area = (2 * radius + 1) ** 2
+        count = torch.round(_box_torch(mask, radius) * area)  # window sums, exact integers
+        sides.append((count[..., 0], torch.round(_box_torch(colour * mask, radius) * area) / count.clamp_min(1.0)))
+    (near_count, near), (far_count, far) = sides
+    apart = ((near - far) ** 2).sum(-1).sqrt()
+    evidence = ((colour - far) ** 2).sum(-1).sqrt() - ((colour - near) ** 2).sum(-1).sqrt()
+    evidence = (evidence / apart.clamp_min(1e-3)).clamp(-1.0, 1.0)
+    least = 0.02 * (2 * radius + 1) ** 2
+    seen = (near_count > least) & (far_count > least) & (apart > _COLOUR_APART)
+    return torch.where(seen, evidence, 0.0)
+
+
+def _restore_thin_torch(colour: torch.Tensor, disparity: torch.Tensor, radius: int) -> torch.Tensor:
+    base = _pool_max(_pool_min(disparity, radius), radius)
+    excess = (disparity - base).clamp_min(0.0)
+    peak = _pool_max(excess, radius)
+    ridge = peak > SAME_SURFACE
+    background = (excess < 0.1 * peak).to(torch.float32)[..., None]
+    count = _box_torch(background, radius)
+    around = _box_torch(colour * background, radius) / count.clamp_min(1e-6)
+    apart = ((colour - around) ** 2).mean(dim=-1).sqrt() > _THIN_COLOUR
+    member = ridge & apart & (excess > 0.1 * peak)
+    share = _box_torch(excess[..., None], radius)[..., 0]
+    share = share / _box_torch(member.to(torch.float32)[..., None], radius)[..., 0].clamp_min(1e-6)
+    share = torch.minimum(share, (2 * radius + 1) * peak)
+    restored = base + torch.where(member, share, 0.0)
+    return torch.where(ridge & (count[..., 0] > 0), restored, disparity)
