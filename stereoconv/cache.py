@@ -471,8 +471,9 @@ def cached_estimator(
     (model not found; hub unreachable for a model not downloaded yet) or UsageError (unusable directory).
     """
     input_fp = input_fingerprint(input_path)
-    model_fp = model_fingerprint(config.model, config.input_size)
-    description = {"input": str(Path(input_path).resolve()), "model": config.model, "input_size": config.input_size}
+    model_fp = model_fingerprint(config.model, config.input_size, config.output)
+    description = {"input": str(Path(input_path).resolve()), "model": config.model, "input_size": config.input_size,
+                   "output": config.output}
     cache = DepthCache(directory, input_fp, model_fp, description=description)
     return CachedEstimator(
         load or (lambda: load_estimator(config)),
