@@ -206,8 +206,8 @@ def resolve(
                      "families: assumed its output is relative inverse depth (larger = nearer) and sized it as its "
                      "preprocessor_config.json says (DPT-processor defaults where it is silent); if it predicts "
                      "distance set depth.output = metric")  # fmt: skip
-    proc = {**family.processor, **{k: v for k, v in processor_config.items() if v is not None}}
-    prep = _preprocessing(family, model_config, proc, input_size, notes, name)
+    given = {k: v for k, v in processor_config.items() if v is not None}
+    prep = _preprocessing(family, model_config, {**family.processor, **given}, given, input_size, notes, name)
     kind, text = _output_kind(family, model_config)
     if output != "auto":
         text = f"{'inverse depth' if output == 'inverse' else 'metric depth'} (depth.output = {output})"
@@ -250,11 +250,13 @@ def _preprocessing(
     family: Family,
     cfg: Mapping[str, Any],
     proc: Mapping[str, Any],
+    given: Mapping[str, Any],
     input_size: int | None,
     notes: list[str],
     name: str,
 ) -> Preprocessing:
-    """Model input sizing and normalization from the processor values and the model config."""
+    """Model input sizing and normalization from the processor values (``given``: those the checkpoint states;
+    ``proc``: with its class defaults) and the model config."""
     resample_code = proc.get("resample", 3)
     if not isinstance(resample_code, int) or isinstance(resample_code, bool) or resample_code not in _RESAMPLE:
         raise ModelError(f"{name}: preprocessor_config.json resample = {resample_code!r} is not a PIL resampling "
@@ -277,7 +279,8 @@ def _preprocessing(
                          f"{fixed[0]}x{fixed[1]}")  # fmt: skip
         return Preprocessing(input_size=None, keep_aspect_ratio=False, multiple=1, fixed=fixed, **common)
 
-    multiple = math.lcm(_processor_multiple(proc, notes, name), _model_multiple(family, cfg))
+    own = {k: proc[k] for k in ("ensure_multiple_of", "size_divisor") if k in given}
+    multiple = math.lcm(_processor_multiple(own or proc, notes, name), _model_multiple(family, cfg))
     size = None if proc.get("do_resize", True) is False else _short_side(proc.get("size"), name)
     keep_aspect = bool(proc.get("keep_aspect_ratio", True)) or size is None  # unresized: the frame's own aspect
     on_backbone = isinstance(cfg.get("backbone_config"), Mapping)
@@ -328,10 +331,12 @@ def _processor_multiple(proc: Mapping[str, Any], notes: list[str], name: str) ->
     transformers rounds to a fractional multiple and truncates, so a value below 1 (ZoeDepth's class default is
     1/32) means no rounding at all; the model's own multiple still applies.
     """
-    key = "ensure_multiple_of" if proc.get("ensure_multiple_of") is not None else "size_divisor"
-    value = proc.get(key)
-    if value is None:
+    for key in ("ensure_multiple_of", "size_divisor"):  # the checkpoint's own value first, then the class default
+        if proc.get(key) is not None:
+            break
+    else:
         return 1
+    value = proc[key]
     if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise ModelError(f"{name}: preprocessor_config.json {key} = {value!r} is not a positive number of pixels")
     if value < 1:
