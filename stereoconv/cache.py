@@ -473,7 +473,7 @@ def cached_estimator(
     input_fp = input_fingerprint(input_path)
     model_fp = model_fingerprint(config.model, config.input_size, config.output)
     description = {"input": str(Path(input_path).resolve()), "model": config.model, "input_size": config.input_size,
-                   "output": config.output}
+                   "output": config.output}  # fmt: skip
     cache = DepthCache(directory, input_fp, model_fp, description=description)
     return CachedEstimator(
         load or (lambda: load_estimator(config)),

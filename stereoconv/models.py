@@ -429,7 +429,7 @@ CHECKPOINTS: tuple[Checkpoint, ...] = (
                "Apple ML research licence: research use only"),
     Checkpoint("depth-anything/prompt-depth-anything-vits-hf", "prompt_depth_anything", "Apache-2.0",
                "756 short side", "metric", "no LiDAR prompt in video: relative depth"),
-)
+)  # fmt: skip
 """Licences as the model cards state them; read the card before a commercial use."""
 
 

@@ -209,7 +209,7 @@ SAMPLES: tuple[Sample, ...] = (
     Sample("TIPSv2 DPT", "tipsv2_dpt", "google/tipsv2-b14-dpt", _tipsv2_dpt, "metric", "448x448"),
     Sample("CHMv2 (canopy height)", "chmv2", "facebook/dinov3-vitl16-chmv2-dpt-head", _chmv2, "metric",
            expect_refused="canopy height"),
-)
+)  # fmt: skip
 
 
 def installed_model_types() -> list[str]:
