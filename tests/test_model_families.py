@@ -154,3 +154,17 @@ def test_offline_message_uses_the_hf_command(monkeypatch):
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", unreachable)
     with pytest.raises(ModelError, match=r"run `hf download someone/depth --local-dir DIR`"):
         load_estimator(DepthConfig(model="someone/depth", device="cpu"))
+
+
+def test_what_was_assumed_reaches_the_conversion_notes(matrix_clip, tmp_path):
+    from stereoconv.pipeline import convert
+
+    hybrid = next(s for s in SAMPLES if s.name.startswith("DPT-hybrid"))
+    if (reason := missing_reason(hybrid)) is not None:
+        pytest.skip(reason)
+    model = hybrid.save(tmp_path / "model")
+    config = PipelineConfig().replace({"depth.model": str(model), "depth.input_size": 56, "depth.device": "cpu",
+                                       "output.preset": "ultrafast"})  # fmt: skip
+    result = convert(matrix_clip, tmp_path / "out.mkv", config)
+    assert result.frames == 2
+    assert "depth.input_size = 56 is ignored: DPT / MiDaS v3 runs at its fixed 64x64" in result.notes
