@@ -168,3 +168,18 @@ def test_what_was_assumed_reaches_the_conversion_notes(matrix_clip, tmp_path):
     result = convert(matrix_clip, tmp_path / "out.mkv", config)
     assert result.frames == 2
     assert "depth.input_size = 56 is ignored: DPT / MiDaS v3 runs at its fixed 64x64" in result.notes
+
+
+def test_zoedepth_padding_is_cropped_off_the_output():
+    import torch
+
+    from stereoconv.depth import crop_padding, preprocess
+
+    prep = resolve({"model_type": "zoedepth"}, {"ensure_multiple_of": 32, "do_pad": True}).prep
+    assert prep.pad_reflect and prep.padding(64, 96) == (16, 20)
+    x = preprocess(torch.zeros((1, 64, 96, 3), dtype=torch.uint8), prep)
+    assert tuple(x.shape[2:]) == prep.input_shape(64, 96) == (384, 544)  # (64 + 32) x (96 + 40), short side 384
+    raw = torch.full((1, 384, 544), -1.0)
+    raw[:, 64:-64, 80:-80] = 1.0  # the frame's part: 16/96 and 20/136 of the output are padding on each side
+    cropped = crop_padding(raw, prep, 64, 96)
+    assert tuple(cropped.shape) == (1, 256, 384) and bool((cropped == 1).all())
