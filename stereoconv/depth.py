@@ -148,8 +148,9 @@ class TransformersDepthEstimator:
     def predict(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 HxWx3 RGB frames of one size -> raw depth, float32 (B, h, w) on the model's device.
 
-        ``h`` x ``w`` is the model input size (:meth:`Preprocessing.input_shape` of the frame size). Relative inverse
-        depth, larger = nearer: the output of metric models is inverted here.
+        ``h`` x ``w`` is the model's output size: about its input size (:meth:`Preprocessing.input_shape` of the
+        frame size), less any padding (:func:`crop_padding`). Relative inverse depth, larger = nearer: the output of
+        metric models is inverted here. A model that rejects its input raises ModelError naming the input size.
         """
         if not len(frames):
             return torch.zeros((0, 0, 0), dtype=torch.float32, device=self.device)
