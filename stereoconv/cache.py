@@ -7,10 +7,10 @@ depth, larger = nearer, at model resolution, e.g. 518x924 for 16:9 at input size
 output takes, so a run whose frames all come from the cache and one that computes them all give the same maps.
 
 Where: ``DIR/<key>/`` where ``key`` hashes the input's fingerprint (:func:`input_fingerprint`: its size and content,
-not its name or time) and the model's (:func:`~stereoconv.depth.model_fingerprint`: config, weights, input size,
-preprocessing, transformers version). Another input, model or input size lands in another folder, so stale output is
-never reused; ``meta.json`` there says, for people, what the folder holds. Nothing is ever evicted: delete folders
-(or all of DIR) to reclaim space.
+not its name or time) and the model's (:func:`~stereoconv.depth.model_fingerprint`: config, weights, the input sizing
+and output reading its family and ``depth.input_size``/``depth.output`` give, transformers version). Another input,
+model, input size or output reading lands in another folder, so stale output is never reused; ``meta.json`` there
+says, for people, what the folder holds. Nothing is ever evicted: delete folders (or all of DIR) to reclaim space.
 
 Frames are keyed by their source pts (unique in a stream, the same whatever ``--start``/``--end`` range decoded
 them), and each entry also records a digest of the frame's pixels (:func:`frame_digest`), checked on every read: a
@@ -471,8 +471,9 @@ def cached_estimator(
     (model not found; hub unreachable for a model not downloaded yet) or UsageError (unusable directory).
     """
     input_fp = input_fingerprint(input_path)
-    model_fp = model_fingerprint(config.model, config.input_size)
-    description = {"input": str(Path(input_path).resolve()), "model": config.model, "input_size": config.input_size}
+    model_fp = model_fingerprint(config.model, config.input_size, config.output)
+    description = {"input": str(Path(input_path).resolve()), "model": config.model, "input_size": config.input_size,
+                   "output": config.output}  # fmt: skip
     cache = DepthCache(directory, input_fp, model_fp, description=description)
     return CachedEstimator(
         load or (lambda: load_estimator(config)),

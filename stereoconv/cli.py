@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _farm_arguments(commands)
 
+    commands.add_parser("models", help="list the depth model families and recommended checkpoints",
+                        description="List the depth model families stereoconv reads (input size, output, how it "
+                        "becomes inverse depth), recommended checkpoints with their licence, and the `hf download` "
+                        "line for each.")  # fmt: skip
+
     presets = commands.add_parser(
         "presets",
         help="list presets or show one",
@@ -341,6 +346,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import installed_families, models_table
+
+    print(models_table(installed_families()))
+    return 0
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     from .preview import preview
 
@@ -407,7 +419,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"convert": _cmd_convert, "preview": _cmd_preview, "scenes": _cmd_scenes, "presets": _cmd_presets,
-            "plan": _cmd_plan, "render": _cmd_render, "assemble": _cmd_assemble}  # fmt: skip
+            "models": _cmd_models, "plan": _cmd_plan, "render": _cmd_render, "assemble": _cmd_assemble}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,7 @@ else:  # pragma: no cover
 
 DEFAULT_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 DEFAULT_PRESET = "film"
+DEPTH_OUTPUTS = ("auto", "inverse", "metric")  # depth.output; see stereoconv.models
 PREVIEW_LAYOUTS = ("sbs", "anaglyph", "depth", "grid")  # what `stereoconv preview` draws; see stereoconv.preview
 DEFAULT_WARMUP = 4.0  # seconds of the shot a preview runs before its frame; see stereoconv.preview
 LAYOUTS = ("half-sbs", "full-sbs", "half-tb", "full-tb", "anaglyph")
@@ -140,8 +141,15 @@ class DepthConfig(_Section):
     model: str = setting(DEFAULT_MODEL, "Hugging Face model id or local model directory")
     device: str = setting("auto", "where the model runs (auto: cuda, then mps, then cpu)",
                           choices=("auto", "cuda", "mps", "cpu"))  # fmt: skip
-    input_size: int = setting(518, "short side of the model input, rounded to the model's multiple (14)",
-                              unit="px", range=(14, 2044))  # fmt: skip
+    input_size: int | None = setting(None, "model input size: the short side for models that keep the frame's "
+                                     "aspect, the side for square ones, ignored by fixed-size ones; rounded to the "
+                                     "model's multiple (unset: the model's own size, e.g. 518 for Depth Anything; "
+                                     "`stereoconv models` lists them)", unit="px", range=(14, 2044),
+                                     kind=int)  # fmt: skip
+    output: str = setting("auto", "what the model outputs: auto (stereoconv's table of model families), inverse "
+                          "(inverse depth, larger = nearer: used as is) or metric (distance in metres or any unit, "
+                          "larger = farther: turned into 1/depth); for a metric fine-tune whose config cannot say so",
+                          choices=DEPTH_OUTPUTS)  # fmt: skip
     batch_size: int = setting(4, "frames per model call", unit="frames", range=(1, 256))
     fp16: bool = setting(True, "half-precision autocast on CUDA (ignored elsewhere)")
     compile: bool = setting(False, "compile the model with torch.compile (slow first batch, faster after; CUDA)")

@@ -3,19 +3,20 @@
 Convention, everywhere in stereoconv: depth maps are *relative inverse depth* (disparity-like), float32 HxW,
 **larger = nearer**. Models that predict metric depth (larger = farther) are inverted on output.
 
-Preprocessing runs as torch ops on the model's device, from the values in the model's ``preprocessor_config.json``
-(size, keep_aspect_ratio, ensure_multiple_of, resample, rescale, mean/std); transformers' image-processor classes
-are not used (they need torchvision and PIL at run time, and run on the CPU).
+How each model family is fed and what its output means is decided by :func:`stereoconv.models.resolve` from the
+model's ``config.json`` and ``preprocessor_config.json`` (size, keep_aspect_ratio, ensure_multiple_of, resample,
+rescale, mean/std, padding) and ``depth.input_size`` / ``depth.output``. Preprocessing then runs as torch ops on the
+model's device; transformers' image-processor classes are not used (they need torchvision and PIL at run time, and
+run on the CPU).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import math
+import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +26,10 @@ import torch.nn.functional as F
 
 from .config import DepthConfig
 from .errors import ModelError
+from .models import METRIC_FLOOR, ModelSpec, Preprocessing, resolve
+
+__all__ = ["DepthEstimator", "Preprocessing", "TransformersDepthEstimator", "load_estimator", "model_fingerprint",
+           "preprocess", "select_device", "upsample_depth"]  # fmt: skip
 
 
 @runtime_checkable
@@ -41,58 +46,19 @@ class DepthEstimator(Protocol):
     def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 
-# PIL resample codes (what preprocessor_config.json stores) -> torch interpolate modes.
-_RESAMPLE = {0: "nearest", 1: "bicubic", 2: "bilinear", 3: "bicubic", 4: "area", 5: "bilinear"}
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How frames become model input, read from a model's preprocessor config.
-
-    ``input_size`` is the short side of the model input in pixels (the long side keeps the frame's aspect when
-    ``keep_aspect_ratio``); both sides are rounded to a multiple of ``multiple``.
-    """
-
-    input_size: int = 518
-    keep_aspect_ratio: bool = True
-    multiple: int = 14
-    resample: str = "bicubic"
-    rescale: float = 1 / 255
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-    @classmethod
-    def from_processor_config(cls, cfg: Mapping[str, Any], input_size: int | None = None) -> Preprocessing:
-        size = cfg.get("size") or {}
-        default_size = min(size.get("height", 518), size.get("width", 518)) if isinstance(size, dict) else int(size)
-        return cls(
-            input_size=input_size or default_size,
-            keep_aspect_ratio=bool(cfg.get("keep_aspect_ratio", True)),
-            multiple=int(cfg.get("ensure_multiple_of") or cfg.get("size_divisor") or 1),
-            resample=_RESAMPLE.get(int(cfg.get("resample", 3)), "bicubic"),
-            rescale=float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0,
-            mean=tuple(cfg.get("image_mean", cls.mean)) if cfg.get("do_normalize", True) else (0.0, 0.0, 0.0),
-            std=tuple(cfg.get("image_std", cls.std)) if cfg.get("do_normalize", True) else (1.0, 1.0, 1.0),
-        )
-
-    def input_shape(self, height: int, width: int) -> tuple[int, int]:
-        """Model input (height, width) for a frame of ``height`` x ``width``."""
-        if not self.keep_aspect_ratio:
-            side = self._round(self.input_size)
-            return side, side
-        scale = self.input_size / min(height, width)
-        return self._round(height * scale), self._round(width * scale)
-
-    def _round(self, value: float) -> int:
-        return max(self.multiple, math.floor(value / self.multiple + 0.5) * self.multiple)
-
-
 def preprocess(frames: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
-    """uint8 (B, H, W, 3) RGB on any device -> normalized float32 (B, 3, h, w) model input on the same device."""
+    """uint8 (B, H, W, 3) RGB on any device -> normalized float32 (B, 3, h, w) model input on the same device.
+
+    ``(h, w)`` is ``prep.input_shape(H, W)``; with ``prep.pad_reflect`` the frame is reflection-padded before the
+    resize (:meth:`~stereoconv.models.Preprocessing.padding`), and :func:`crop_padding` undoes it on the output.
+    """
     if frames.dtype != torch.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 (B, H, W, 3) frames, got {frames.dtype} {tuple(frames.shape)}")
     x = frames.permute(0, 3, 1, 2).float()
     h, w = prep.input_shape(x.shape[2], x.shape[3])
+    pad_h, pad_w = prep.padding(x.shape[2], x.shape[3])
+    if pad_h or pad_w:
+        x = F.pad(x, (pad_w, pad_w, pad_h, pad_h), mode="reflect")
     if (h, w) != tuple(x.shape[2:]):
         antialias = prep.resample in ("bilinear", "bicubic")
         x = F.interpolate(x, size=(h, w), mode=prep.resample, antialias=antialias,
@@ -101,6 +67,17 @@ def preprocess(frames: torch.Tensor, prep: Preprocessing) -> torch.Tensor:
     mean = torch.tensor(prep.mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(prep.std, device=x.device).view(1, 3, 1, 1)
     return (x * prep.rescale - mean) / std
+
+
+def crop_padding(raw: torch.Tensor, prep: Preprocessing, height: int, width: int) -> torch.Tensor:
+    """Take the share of reflection padding (see :func:`preprocess`) off raw output (B, h, w) of a frame of
+    ``height`` x ``width``; unchanged without padding."""
+    pad_h, pad_w = prep.padding(height, width)
+    if not (pad_h or pad_w):
+        return raw
+    rows = round(raw.shape[1] * pad_h / (height + 2 * pad_h))
+    cols = round(raw.shape[2] * pad_w / (width + 2 * pad_w))
+    return raw[:, rows : raw.shape[1] - rows, cols : raw.shape[2] - cols]
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -140,6 +117,9 @@ class TransformersDepthEstimator:
     the predicted depth is resized back to the frame size with bilinear interpolation. Output: relative inverse
     depth, float32 HxW, larger = nearer. ``__call__`` is :meth:`predict` (the model's own output, at model
     resolution) then :meth:`to_frames` (the resize); the depth cache stores the former and replays the latter.
+    ``metric``: the model outputs distance (larger = farther), turned into ``1 / max(depth, METRIC_FLOOR)``.
+    ``spec``: what :func:`~stereoconv.models.resolve` decided for the model; ``notes``: what was assumed in doing
+    so, for the user.
     """
 
     def __init__(
@@ -151,6 +131,8 @@ class TransformersDepthEstimator:
         batch_size: int = 4,
         fp16: bool = True,
         metric: bool = False,
+        spec: ModelSpec | None = None,
+        name: str = "the depth model",
     ) -> None:
         self.model = model.eval().to(device)
         self.prep = prep
@@ -158,13 +140,17 @@ class TransformersDepthEstimator:
         self.batch_size = batch_size
         self.fp16 = fp16 and device.type == "cuda"
         self.metric = metric
+        self.spec = spec
+        self.name = name
+        self.notes: list[str] = list(spec.notes) if spec is not None else []
 
     @torch.inference_mode()
     def predict(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """uint8 HxWx3 RGB frames of one size -> raw depth, float32 (B, h, w) on the model's device.
 
-        ``h`` x ``w`` is the model input size (:meth:`Preprocessing.input_shape` of the frame size). Relative inverse
-        depth, larger = nearer: the output of metric models is inverted here.
+        ``h`` x ``w`` is the model's output size: about its input size (:meth:`Preprocessing.input_shape` of the
+        frame size), less any padding (:func:`crop_padding`). Relative inverse depth, larger = nearer: the output of
+        metric models is inverted here. A model that rejects its input raises ModelError naming the input size.
         """
         if not len(frames):
             return torch.zeros((0, 0, 0), dtype=torch.float32, device=self.device)
@@ -172,11 +158,18 @@ class TransformersDepthEstimator:
         if self.device.type == "cuda":
             batch = batch.pin_memory()
         x = preprocess(batch.to(self.device, non_blocking=True), self.prep)
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
-            predicted = self.model(pixel_values=x).predicted_depth
+        try:
+            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
+                predicted = self.model(pixel_values=x).predicted_depth
+        except (RuntimeError, ValueError, IndexError) as exc:  # the model rejects this input: say which, in one line
+            raise ModelError(f"{self.name} failed on a {x.shape[2]}x{x.shape[3]} input "
+                             f"({self.prep.describe()}): {_first_line(exc)}") from exc  # fmt: skip
         depth = predicted.float()
+        if depth.ndim == 4 and depth.shape[1] == 1:
+            depth = depth[:, 0]
+        depth = crop_padding(depth, self.prep, batch.shape[1], batch.shape[2])
         if self.metric:  # metric depth (larger = farther) -> inverse depth (larger = nearer)
-            depth = 1.0 / depth.clamp_min(1e-3)
+            depth = 1.0 / depth.clamp_min(METRIC_FLOOR)
         return depth
 
     @staticmethod
@@ -202,7 +195,7 @@ def _looks_like_path(name: str) -> bool:
 def _hub_unreachable_message(name: str) -> str:
     return (
         f"cannot download model {name!r}: the Hugging Face hub is unreachable from this machine. "
-        f"On a connected machine run `huggingface-cli download {name} --local-dir DIR`, "
+        f"On a connected machine run `hf download {name} --local-dir DIR`, "
         f"copy DIR here and pass --model DIR"
     )
 
@@ -245,24 +238,30 @@ def load_estimator(config: DepthConfig) -> TransformersDepthEstimator:
     device = select_device(config.device)
     try:
         model_config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise ModelError(f"cannot load depth model from {config.model}: {_first_line(exc)}") from exc
+    _check_family(config, model_config.to_dict())  # refuse what is not depth before loading its weights
+    try:
         model = AutoModelForDepthEstimation.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as exc:
         raise ModelError(f"cannot load depth model from {config.model}: {_first_line(exc)}") from exc
     try:
         processor_cfg, _ = ImageProcessingMixin.get_image_processor_dict(source, local_files_only=local_only)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{config.model} has no usable preprocessor_config.json: {_first_line(exc)}") from exc
-    prep = Preprocessing.from_processor_config(processor_cfg, config.input_size)
-    metric = getattr(model_config, "depth_estimation_type", None) == "metric" or model_config.model_type in (
-        "glpn", "zoedepth",
-    )  # fmt: skip
-    estimator = TransformersDepthEstimator(
-        model, prep, device=device, batch_size=config.batch_size, fp16=config.fp16, metric=metric
-    )
+    spec = resolve(model_config.to_dict(), processor_cfg, config.input_size, config.output, name=config.model)
+    estimator = TransformersDepthEstimator(model, spec.prep, device=device, batch_size=config.batch_size,
+                                           fp16=config.fp16, metric=spec.output == "metric", spec=spec,
+                                           name=config.model)  # fmt: skip
     if config.compile:
         # Compiled lazily, on the first batch; a new input shape (another frame size) compiles again.
         estimator.model = torch.compile(estimator.model)
     return estimator
+
+
+def _check_family(config: DepthConfig, model_config: Mapping[str, Any]) -> None:
+    """Raise ModelError for a model whose output is not depth, naming what it predicts (the table's refusals)."""
+    resolve({"model_type": model_config.get("model_type")}, {}, None, config.output, name=config.model)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -274,21 +273,25 @@ def _first_line(exc: BaseException) -> str:
 
 # Bump when preprocess(), predict() or anything else between the frame and the raw output changes its numbers: it
 # is part of every model fingerprint, so raw outputs cached by older code are never reused.
-RAW_OUTPUT_VERSION = 1
+RAW_OUTPUT_VERSION = 2
 _HASH_BLOCK = 8 << 20
 
 
-def model_fingerprint(model: str, input_size: int | None = None) -> str:
-    """A hex digest of everything that determines the raw output of ``model`` at ``input_size``, without loading it.
+def model_fingerprint(model: str, input_size: int | None = None, output: str = "auto") -> str:
+    """A hex digest of everything that determines the raw output of ``model`` fed at ``input_size``, read as
+    ``output`` (``depth.input_size`` and ``depth.output``), without loading it.
 
     ``model``: hub id or local directory, as in :func:`load_estimator` (resolved the same way; a hub id that is not
     cached locally is downloaded, as loading would). It covers: every top-level ``*.json`` of the model (config.json,
-    preprocessor_config.json: architecture, metric or relative output, resize multiple, resample, mean/std), the
+    preprocessor_config.json: architecture, metric or relative output, resize multiple, resample, mean/std), what
+    :func:`~stereoconv.models.resolve` makes of them with ``input_size`` and ``output`` (the input sizing, padding
+    and whether the output is inverted: so a changed setting or family table never reuses stale entries), the
     bytes of the weights (sha256 of the ``*.safetensors`` files, or the ``*.bin`` files when there are none: the ones
-    ``from_pretrained`` reads), ``input_size``, the installed transformers version and :data:`RAW_OUTPUT_VERSION`.
+    ``from_pretrained`` reads), the installed transformers version and :data:`RAW_OUTPUT_VERSION`.
     The model's name, path and file times are not part of it: a copied or moved model keeps its fingerprint. Weights in
     the Hugging Face cache are not read: their blob's file name already is the sha256 of their content.
-    Costs one sha256 pass over the weights otherwise (about 0.5 s per GB). Raises ModelError where loading would.
+    Costs one sha256 pass over the weights otherwise (about 0.5 s per GB). Raises ModelError where loading would
+    (a model whose output is not depth included).
     """
     directory = _model_directory(model)
     if not (directory / "config.json").is_file():
@@ -297,9 +300,12 @@ def model_fingerprint(model: str, input_size: int | None = None) -> str:
     weights = weights or sorted(p for p in directory.iterdir() if p.suffix == ".bin" and p.is_file())
     if not weights:
         raise ModelError(f"cannot load depth model from {model}: no weights (*.safetensors or *.bin) in {directory}")
+    spec = resolve(_read_json(directory / "config.json", model), _read_json(directory / "preprocessor_config.json",
+                   model, missing_ok=True), input_size, output, name=model)  # fmt: skip
     digest = hashlib.sha256()
     digest.update(f"stereoconv raw depth v{RAW_OUTPUT_VERSION}\n".encode())
-    digest.update(f"transformers {_package_version('transformers')}\ninput_size {input_size}\n".encode())
+    digest.update(f"transformers {_package_version('transformers')}\n".encode())
+    digest.update(f"{spec.prep!r}\noutput {spec.output}\n".encode())
     try:
         for path in sorted(directory.glob("*.json")):
             digest.update(f"{path.name} {path.stat().st_size}\n".encode())
@@ -309,6 +315,18 @@ def model_fingerprint(model: str, input_size: int | None = None) -> str:
     except OSError as exc:
         raise ModelError(f"cannot load depth model from {model}: {exc.strerror or exc}") from exc
     return digest.hexdigest()
+
+
+def _read_json(path: Path, model: str, missing_ok: bool = False) -> dict[str, Any]:
+    if missing_ok and not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load depth model from {model}: {path.name} is not readable JSON") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"cannot load depth model from {model}: {path.name} is not a JSON object")
+    return data
 
 
 def _model_directory(model: str) -> Path:

@@ -245,7 +245,7 @@ def plan(
     fingerprint = fingerprint_input(info.path)
     model_fp, note = None, None
     try:
-        model_fp = model_fingerprint(config.depth.model, config.depth.input_size)
+        model_fp = model_fingerprint(config.depth.model, config.depth.input_size, config.depth.output)
     except StereoconvError as exc:
         note = f"model fingerprint unavailable when planned ({exc}); chunks are keyed by the model name"
     pts, cuts, losses = _scan(info, config, progress)
@@ -433,7 +433,7 @@ def job_with_config(job: Job, config: PipelineConfig | None) -> Job:
         raise UsageError(f"settings {', '.join(differ)} differ from the job's ({job.path}): plan the job again")
     depth = config.depth
     if (depth.model != job.model and job.model_fingerprint is not None
-            and model_fingerprint(depth.model, depth.input_size) != job.model_fingerprint):  # fmt: skip
+            and model_fingerprint(depth.model, depth.input_size, depth.output) != job.model_fingerprint):  # fmt: skip
         raise UsageError(f"model {config.depth.model} is not the model the job was planned with ({job.model})")
     return dataclasses.replace(job, settings=config.to_dict())
 
@@ -576,7 +576,9 @@ def render(
     if model is not None:
         config = config.replace({"depth.model": model})
         planned = job.model_fingerprint
-        if planned is not None and estimator is None and model_fingerprint(model, config.depth.input_size) != planned:
+        depth = config.depth
+        if (planned is not None and estimator is None
+                and model_fingerprint(model, depth.input_size, depth.output) != planned):  # fmt: skip
             raise UsageError(f"--model {model} is not the model the job was planned with ({job.model})")
         job = dataclasses.replace(job, settings=config.to_dict())
     chunks = list(chunks)

@@ -400,7 +400,7 @@ def convert(
             if on_frame is not None:
                 on_frame(item)
     summary = cache.stats.summary() if cache is not None else None
-    notes = conversion_notes(info, config, out_path) + writer.notes
+    notes = conversion_notes(info, config, out_path) + model_notes(estimator) + writer.notes
     if shots is not None and report_path is not None:
         shots.write(report_path, losses=losses, notes=notes)
     return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
@@ -415,6 +415,14 @@ def conversion_notes(info: VideoInfo, config: PipelineConfig, output: Path) -> l
         how = "deinterlaced with bwdif" if config.media.deinterlace else "use --deinterlace for a cleaner result"
         notes.append(f"input is interlaced ({info.field_order}): {how}")
     return notes
+
+
+def model_notes(estimator: DepthEstimator) -> list[str]:
+    """What was assumed about the depth model in loading it (:attr:`TransformersDepthEstimator.notes
+    <stereoconv.depth.TransformersDepthEstimator>`): a family stereoconv does not know, an input size it ignores.
+    None for a model a depth cache never had to load."""
+    model = getattr(estimator, "model", None) if not hasattr(estimator, "notes") else estimator
+    return list(getattr(model, "notes", None) or [])
 
 
 def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, progress: bool = False) -> SceneList:

@@ -72,7 +72,8 @@ def _plan_mismatch(job: Job, input: Path, config: PipelineConfig, chunk_seconds:
         return f"other settings ({', '.join(differ)})"
     if job.model_fingerprint is not None:
         try:
-            same_model = model_fingerprint(config.depth.model, config.depth.input_size) == job.model_fingerprint
+            depth = config.depth
+            same_model = model_fingerprint(depth.model, depth.input_size, depth.output) == job.model_fingerprint
         except StereoconvError:
             same_model = False
     else:
