@@ -55,8 +55,8 @@ pixels within 4 px of a depth edge (a jump of more than 1 px between neighbours 
 
 The degradations are split before any tuning: the **tuning** part is the seven ``TUNING`` settings on tsukuba and
 venus; everything else (cones, and the seven ``HELD_OUT`` settings with their own seeds on every scene) is **held
-out** and was not used to choose the refinement's constants. Targets: stereoconv-refined at least 1.0 dB above the best baseline's mean
-PSNR (visible and edge band), and no scene and degradation below its best baseline.
+out** and was not used to choose the refinement's constants. Targets: stereoconv-refined at least 1.0 dB above the
+best baseline's mean PSNR (visible and edge band), and no scene and degradation below its best baseline.
 
 Results go to stdout as tables and to ``--json`` (default benchmarks/results/stereo_views.json, git-ignored).
 """

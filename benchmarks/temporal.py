@@ -643,7 +643,7 @@ def edge_band_flicker(depths: Sequence[np.ndarray], video: SyntheticVideo, *, re
     for shot in video.shots:
         truth = np.stack(video.truth[shot.start : shot.stop])
         tolerance = CHANGE_TOLERANCE * float(np.ptp(truth))
-        renderer = StereoRenderer(config, depth_size=max(1, round(min(truth.shape[1:]) / resolution)))
+        renderer = StereoRenderer(config, lambda height, width: (height // resolution, width // resolution))
         previous = None
         for i, t in enumerate(range(shot.start, shot.stop)):
             disparity = renderer.plan(depths[t], cut=i == 0, image=video.frames[t]).disparity

@@ -53,8 +53,9 @@ import numpy as np
 import torch
 
 from .config import DepthConfig
-from .depth import load_estimator, model_fingerprint, select_device, upsample_depth
+from .depth import load_estimator, model_fingerprint, model_spec, select_device, upsample_depth
 from .errors import MediaError, UsageError
+from .models import Preprocessing
 
 FORMAT_VERSION = 1
 _MAGIC = b"SCDEPTH" + bytes([FORMAT_VERSION])
@@ -408,10 +409,12 @@ class CachedEstimator:
         *,
         batch_size: int = 4,
         device: torch.device | str = "cpu",
+        prep: Preprocessing | None = None,
     ) -> None:
         self.cache = cache
         self.batch_size = batch_size
         self.device = torch.device(device)
+        self.prep = prep  # how the model is fed, as TransformersDepthEstimator.prep (None: not known)
         self.model: RawDepthModel | None = None
         self._load = load
 
@@ -472,6 +475,7 @@ def cached_estimator(
     """
     input_fp = input_fingerprint(input_path)
     model_fp = model_fingerprint(config.model, config.input_size, config.output)
+    prep = model_spec(config.model, config.input_size, config.output).prep
     description = {"input": str(Path(input_path).resolve()), "model": config.model, "input_size": config.input_size,
                    "output": config.output}  # fmt: skip
     cache = DepthCache(directory, input_fp, model_fp, description=description)
@@ -480,4 +484,5 @@ def cached_estimator(
         cache,
         batch_size=config.batch_size,
         device=select_device(config.device),
+        prep=prep,
     )

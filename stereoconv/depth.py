@@ -294,14 +294,11 @@ def model_fingerprint(model: str, input_size: int | None = None, output: str = "
     (a model whose output is not depth included).
     """
     directory = _model_directory(model)
-    if not (directory / "config.json").is_file():
-        raise ModelError(f"cannot load depth model from {model}: no config.json in {directory}")
     weights = sorted(p for p in directory.iterdir() if p.suffix == ".safetensors" and p.is_file())
     weights = weights or sorted(p for p in directory.iterdir() if p.suffix == ".bin" and p.is_file())
+    spec = model_spec(model, input_size, output)
     if not weights:
         raise ModelError(f"cannot load depth model from {model}: no weights (*.safetensors or *.bin) in {directory}")
-    spec = resolve(_read_json(directory / "config.json", model), _read_json(directory / "preprocessor_config.json",
-                   model, missing_ok=True), input_size, output, name=model)  # fmt: skip
     digest = hashlib.sha256()
     digest.update(f"stereoconv raw depth v{RAW_OUTPUT_VERSION}\n".encode())
     digest.update(f"transformers {_package_version('transformers')}\n".encode())
@@ -315,6 +312,16 @@ def model_fingerprint(model: str, input_size: int | None = None, output: str = "
     except OSError as exc:
         raise ModelError(f"cannot load depth model from {model}: {exc.strerror or exc}") from exc
     return digest.hexdigest()
+
+
+def model_spec(model: str, input_size: int | None = None, output: str = "auto") -> ModelSpec:
+    """What :func:`~stereoconv.models.resolve` makes of ``model``'s config.json and preprocessor_config.json (hub id
+    or local directory, found as :func:`model_fingerprint` finds it), without loading the weights."""
+    directory = _model_directory(model)
+    if not (directory / "config.json").is_file():
+        raise ModelError(f"cannot load depth model from {model}: no config.json in {directory}")
+    return resolve(_read_json(directory / "config.json", model), _read_json(directory / "preprocessor_config.json",
+                   model, missing_ok=True), input_size, output, name=model)  # fmt: skip
 
 
 def _read_json(path: Path, model: str, missing_ok: bool = False) -> dict[str, Any]:

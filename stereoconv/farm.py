@@ -490,7 +490,8 @@ def render_chunk(
                              deinterlace=config.media.deinterlace, deep=deep))  # fmt: skip
     depth = threaded(with_depth(_with_known_cuts(frames, set(job.cuts), chunk.decode_first), estimator),
                      runtime.queue_frames, name="stereoconv-depth")  # fmt: skip
-    rendered = render_stage(plan_stage(depth, config), config.output.format, choose_synthesizer(config, estimator),
+    rendered = render_stage(plan_stage(depth, config, estimator), config.output.format,
+                            choose_synthesizer(config, estimator),
                             runtime.render_workers, lambda frame: frame.index >= skip)  # fmt: skip
     items = threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
     size = packed_size(info.width, info.height, config.output.format)

@@ -309,14 +309,17 @@ class StereoRenderer:
     normalized depth (float32 HxW in [0, 1], larger = nearer) and ``cut`` True on the first frame of a shot, which
     resets the convergence and floating-window state. Returns :class:`StereoViews`.
 
-    ``depth_size``: the short side (px) of the depth map the model delivered before it was brought to the frame's
-    size; the edge refinement (:func:`~stereoconv.dibr.refine_disparity`, ``refine_edges``) looks as far as that
-    upsampling blurred. None: depth at the frame's own size.
+    ``depth_shape``: the (height, width) of the depth map the model delivers for a frame of a given (height, width),
+    before it is brought to the frame's size (e.g. :meth:`Preprocessing.input_shape
+    <stereoconv.models.Preprocessing.input_shape>`); the edge refinement (:func:`~stereoconv.refine.refine_disparity`,
+    ``refine_edges``) looks as far as that upsampling blurred. None: depth at the frame's own size.
     """
 
-    def __init__(self, config: StereoConfig | None = None, depth_size: int | None = None) -> None:
+    def __init__(
+        self, config: StereoConfig | None = None, depth_shape: Callable[[int, int], tuple[int, int]] | None = None
+    ) -> None:
         self.config = config or StereoConfig()
-        self.depth_size = depth_size
+        self.depth_shape = depth_shape
         self.budget = ParallaxBudget.from_config(self.config)
         self.convergence = ConvergenceTracker(self.config)
         self.window = FloatingWindow(self.config.convergence_smoothing) if self.config.floating_window else None
@@ -337,7 +340,10 @@ class StereoRenderer:
         disparity = depth_to_disparity(depth, convergence, self.budget)
         cfg = self.config
         if cfg.refine_edges:
-            scale = min(depth.shape) / self.depth_size if self.depth_size else 1.0
+            scale = 1.0
+            if self.depth_shape is not None:
+                rows, cols = self.depth_shape(*depth.shape)
+                scale = max(depth.shape[0] / rows, depth.shape[1] / cols)
             disparity = refine_disparity(image, disparity, scale=scale, split=cfg.edge_split,
                                          thin=cfg.thin_structures)  # fmt: skip
         window = self.window(disparity, cut) if self.window is not None else (0.0, 0.0)

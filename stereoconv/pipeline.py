@@ -189,11 +189,12 @@ def _closing(items: Iterable[object]) -> None:
 
 
 def plan_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig
+    items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig, estimator: DepthEstimator | None = None
 ) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
-    """Temporal smoothing and the stereo plan (convergence, disparity, window): the stateful steps, in frame order."""
+    """Temporal smoothing and the stereo plan (convergence, disparity, refined edges, window): the stateful steps, in
+    frame order. ``estimator``: the one the depth came from, which says how much its maps were upsampled."""
     smoother = TemporalSmoother(config.temporal)
-    renderer = StereoRenderer(config.stereo, depth_size=config.depth.input_size)
+    renderer = StereoRenderer(config.stereo, depth_shape=depth_shape(estimator))
     try:
         for frame, is_cut, raw_depth in items:
             depth = smoother(raw_depth, frame.rgb, cut=is_cut)
@@ -241,6 +242,14 @@ def render_stage(
             _closing(items)
 
 
+def depth_shape(estimator: DepthEstimator | None) -> Callable[[int, int], tuple[int, int]] | None:
+    """The size of the depth map ``estimator``'s model delivers for a frame size, from how it feeds the model (its
+    ``prep``: a loaded model's, or a depth cache's read from the model's files); None where that is unknown (an
+    estimator given through the API without one)."""
+    prep = getattr(estimator, "prep", None)
+    return prep.input_shape if prep is not None else None
+
+
 def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
     """numpy view synthesis, or the torch path on the model's device (``runtime.renderer``; auto: torch on CUDA)."""
     choice = config.runtime.renderer
@@ -270,7 +279,7 @@ def stereo_frames(
     runtime = config.runtime
     depth = threaded(with_depth(with_cuts(frames, make_detector(config.scenes)), estimator), runtime.queue_frames,
                      name="stereoconv-depth")  # fmt: skip
-    planned = plan_stage(depth, config)
+    planned = plan_stage(depth, config, estimator)
     synthesize = choose_synthesizer(config, estimator)
     rendered = render_stage(planned, config.output.format, synthesize, runtime.render_workers, render)
     return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")

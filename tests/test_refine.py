@@ -149,8 +149,9 @@ def test_refinement_is_part_of_the_stereo_plan_and_can_be_switched_off() -> None
     image, truth = two_planes()
     depth = (soften(truth, 4, blur=0.5) - 2.0) / 10.0  # normalized: 0 far, 1 near
     wide = {"max_negative_parallax": 8.0, "max_positive_parallax": 8.0, "screen_width": 0.5}  # ~8 px of parallax
-    on = StereoRenderer(StereoConfig(**wide), depth_size=12).plan(depth, image=image).disparity
-    off = StereoRenderer(StereoConfig(**wide, refine_edges=False), depth_size=12).plan(depth, image=image).disparity
+    quarter = lambda height, width: (height // 4, width // 4)  # noqa: E731  the model's map: a quarter of the frame
+    on = StereoRenderer(StereoConfig(**wide), quarter).plan(depth, image=image).disparity
+    off = StereoRenderer(StereoConfig(**wide, refine_edges=False), quarter).plan(depth, image=image).disparity
     assert (on[24, :-2] - on[24, 2:]).max() > 0.9 * (on.max() - on.min())  # a step
     assert (off[24, :-2] - off[24, 2:]).max() < 0.6 * (off.max() - off.min())  # still the ramp
     np.testing.assert_allclose(on[:, :30], off[:, :30], atol=1e-5)
@@ -159,3 +160,19 @@ def test_refinement_is_part_of_the_stereo_plan_and_can_be_switched_off() -> None
 def test_thin_needs_the_image() -> None:
     with pytest.raises(ValueError, match="needs the image"):
         refine_disparity(None, np.zeros((8, 8), np.float32), thin=True)
+
+
+def test_the_plan_knows_how_much_the_model_s_depth_was_upsampled(tiny_model, two_shot_clip, tmp_path) -> None:
+    """Loaded or behind a depth cache, the estimator says what size of map its model delivers, so the refinement's
+    window follows the model's own input size (here the tiny model's), not a fixed guess."""
+    from stereoconv.cache import cached_estimator
+    from stereoconv.config import DepthConfig
+    from stereoconv.depth import load_estimator
+    from stereoconv.pipeline import depth_shape
+
+    config = DepthConfig(model=str(tiny_model), input_size=56)
+    loaded = depth_shape(load_estimator(config))
+    cached = depth_shape(cached_estimator(tmp_path / "cache", two_shot_clip.path, config))
+    assert loaded is not None and cached is not None
+    assert loaded(112, 224) == cached(112, 224) == (56, 112)
+    assert depth_shape(None) is None
