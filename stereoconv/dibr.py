@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import cv2
+import numba
 import numpy as np
 import torch
 
@@ -173,14 +174,9 @@ def fill_disocclusions(view: np.ndarray, warped: np.ndarray, filled: np.ndarray)
     return out
 
 
-def synthesize_view(image: np.ndarray, disparity: np.ndarray, direction: int) -> np.ndarray:
-    """Render a new view: ``out[y, x + direction * disparity[y, x]] = image[y, x]``, larger disparity wins where
-    two land on one pixel, holes filled from their background side (see the module docstring for how).
-
-    ``image``: uint8 HxWx3 (or HxW, HxWxC; uint16 for deep sources). ``disparity``: float32 HxW, pixels, larger =
-    nearer; sub-pixel values are rendered by interpolation. ``direction=-1`` turns a left image into the right-eye view
-    (Middlebury: left(x) = right(x - d)). Returns the dtype of ``image``.
-    """
+def synthesize_view_reference(image: np.ndarray, disparity: np.ndarray, direction: int) -> np.ndarray:
+    """:func:`synthesize_view` as whole-array numpy and OpenCV steps (:func:`warp_disparity`, :func:`sample_view`,
+    :func:`fill_disocclusions`): the readable statement of the rules, which the compiled kernel is tested against."""
     if image.shape[:2] != np.shape(disparity):
         raise ValueError(f"image {image.shape[:2]} and disparity {np.shape(disparity)} sizes differ")
     disparity = np.asarray(disparity, dtype=np.float32)
@@ -188,6 +184,157 @@ def synthesize_view(image: np.ndarray, disparity: np.ndarray, direction: int) ->
     view, filled = sample_view(image, np.where(np.isfinite(disparity), disparity, np.float32(0.0)), warped, direction)
     view = fill_disocclusions(view, warped, filled)
     return np.clip(np.rint(view), 0, np.iinfo(image.dtype).max).astype(image.dtype)
+
+
+def synthesize_view(image: np.ndarray, disparity: np.ndarray, direction: int) -> np.ndarray:
+    """Render a new view: ``out[y, x + direction * disparity[y, x]] = image[y, x]``, larger disparity wins where
+    two land on one pixel, holes filled from their background side (see the module docstring for how).
+
+    ``image``: uint8 HxWx3 (or HxW, HxWxC; uint16 for deep sources). ``disparity``: float32 HxW, pixels, larger =
+    nearer; sub-pixel values are rendered by interpolation. ``direction=-1`` turns a left image into the right-eye view
+    (Middlebury: left(x) = right(x - d)). Returns the dtype of ``image``.
+
+    Runs as one compiled pass per row (numba; it releases the GIL, so the pipeline's render threads use every core):
+    the same rules and float32 arithmetic as :func:`synthesize_view_reference`, so the warp is identical and pixels
+    differ by at most 1 level (OpenCV's remap rounds its interpolation its own way; the fill then averages the same
+    neighbours).
+    """
+    if image.shape[:2] != np.shape(disparity):
+        raise ValueError(f"image {image.shape[:2]} and disparity {np.shape(disparity)} sizes differ")
+    _check_direction(direction)
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"image must be uint8 or uint16, got {image.dtype}")
+    pixels = np.ascontiguousarray(image).reshape(image.shape[0], image.shape[1], -1)
+    disparity = np.ascontiguousarray(disparity, dtype=np.float32)
+    top = float(np.iinfo(image.dtype).max)
+    return _synthesize_kernel(pixels, disparity, direction, top).reshape(image.shape)
+
+
+@numba.njit(nogil=True, cache=True)
+def _synthesize_kernel(image: np.ndarray, disparity: np.ndarray, direction: int, top: float) -> np.ndarray:
+    """:func:`synthesize_view` on an HxWxC image: per row the warp (z-buffer with same-surface segments), the
+    same-surface sampling and the background-side run fill; then the fill is averaged over ``_FILL_ROWS`` rows."""
+    height, width, channels = image.shape
+    step = np.float32(direction)
+    half = np.float32(0.5)
+    out = np.empty((height, width, channels), image.dtype)
+    filled = np.zeros((height, width), np.bool_)
+    fill = np.empty((height, width, channels), np.float32)  # read only where a hole was written
+    zbuffer = np.empty(width + 2, np.float32)
+    target = np.empty(width, np.float32)
+    values = np.empty(width, np.float32)
+    keep = np.empty(width, np.bool_)
+    run = np.zeros(channels, np.float32)
+    lowest, highest = np.float32(-1.0), np.float32(width)
+    for y in range(height):
+        # 1. The warp: each pixel on its rounded new column, each same-surface pair as a segment; nearer wins.
+        zbuffer[:] = -np.inf
+        for x in range(width):
+            d = disparity[y, x]
+            finite = np.isfinite(d)
+            keep[x] = finite
+            values[x] = d if finite else np.float32(0.0)
+            target[x] = np.float32(x) + step * values[x]
+            if finite:
+                index = int(min(max(np.floor(target[x] + half), lowest), highest)) + 1
+                if d > zbuffer[index]:
+                    zbuffer[index] = d
+        for x in range(width - 1):
+            d0, d1 = values[x], values[x + 1]
+            if not (keep[x] and keep[x + 1] and abs(d1 - d0) <= SAME_SURFACE):
+                continue
+            t0, t1 = target[x], target[x + 1]
+            high = max(t0, t1)
+            span = t1 - t0 if t1 != t0 else np.float32(1.0)
+            column = np.ceil(min(t0, t1))
+            for _ in range(3):
+                if column > high:
+                    break
+                value = d0 + (d1 - d0) * ((column - t0) / span)
+                index = int(min(max(column, lowest), highest)) + 1
+                if value > zbuffer[index]:
+                    zbuffer[index] = value
+                column += np.float32(1.0)
+        # 2. Colour read back at x - direction * warped, between source pixels of the same surface only.
+        for x in range(width):
+            d = zbuffer[x + 1]
+            if d == -np.inf:
+                continue
+            filled[y, x] = True
+            position = np.float32(x) - step * d
+            left = np.floor(position)
+            fraction = position - left
+            column = int(left)
+            a = min(max(column, 0), width - 1)
+            b = min(max(column + 1, 0), width - 1)
+            same_a = column == a and abs(values[a] - d) <= SAME_SURFACE
+            same_b = column + 1 == b and abs(values[b] - d) <= SAME_SURFACE
+            if fraction != 0 and same_a and same_b:
+                for c in range(channels):
+                    low = np.float32(image[y, a, c])
+                    out[y, x, c] = np.rint(low + (np.float32(image[y, b, c]) - low) * fraction)
+            else:
+                pick = a
+                if fraction != 0 and not same_a:
+                    pick = b if same_b else min(max(int(np.floor(position + half)), 0), width - 1)
+                for c in range(channels):
+                    out[y, x, c] = image[y, pick, c]
+        # 3. Each run of holes: the mean of up to _FILL_TAPS pixels of the farther neighbouring surface.
+        x = 0
+        while x < width:
+            if filled[y, x]:
+                x += 1
+                continue
+            start = x
+            while x < width and not filled[y, x]:
+                x += 1
+            d_before = zbuffer[start] if start > 0 else np.float32(np.inf)  # zbuffer[i + 1] is column i
+            d_after = zbuffer[x + 1] if x < width else np.float32(np.inf)
+            edge, away = (start - 1, -1) if d_before <= d_after else (x, 1)
+            edge_disparity = min(d_before, d_after)
+            total = 0
+            run[:] = 0
+            for k in range(_FILL_TAPS):
+                column = edge + away * k
+                if not (0 <= column < width and filled[y, column]):
+                    continue
+                if abs(zbuffer[column + 1] - edge_disparity) <= SAME_SURFACE:
+                    for c in range(channels):
+                        run[c] += out[y, column, c]
+                    total += 1
+            for column in range(start, x):
+                for c in range(channels):
+                    fill[y, column, c] = run[c] / max(total, 1)
+    # The fills averaged down each column over the hole pixels within _FILL_ROWS rows (the border reflected), as
+    # cv2.blur of both over the window and their ratio: (sum / n) / (count / n) in float32, exact for fills on whole
+    # or half levels, so ties round as on the other paths.
+    window = np.float32(2 * _FILL_ROWS + 1)
+    sums = np.zeros(channels, np.float32)
+    for y in range(height):
+        for x in range(width):
+            if filled[y, x]:
+                continue
+            count = 0
+            sums[:] = 0
+            for k in range(-_FILL_ROWS, _FILL_ROWS + 1):
+                row = _reflect_101_index(y + k, height)
+                if not filled[row, x]:
+                    count += 1
+                    for c in range(channels):
+                        sums[c] += fill[row, x, c]
+            share = np.float32(count) / window
+            for c in range(channels):
+                out[y, x, c] = min(max(np.rint((sums[c] / window) / share), 0), top)
+    return out
+
+
+@numba.njit(inline="always")
+def _reflect_101_index(index: int, size: int) -> int:
+    if size <= 1:
+        return 0
+    period = 2 * (size - 1)
+    index %= period
+    return index if index < size else period - index
 
 
 # ------------------------------------------------------------------------------------------ torch (GPU path)
