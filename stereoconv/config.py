@@ -265,8 +265,9 @@ class RuntimeConfig(_Section):
                                   range=(1, 64))  # fmt: skip
     queue_frames: int = setting(8, "frames each queue between two stages holds at most (memory stays bounded)",
                                 unit="frames", range=(1, 256))  # fmt: skip
-    renderer: str = setting("auto", "view synthesis: numpy (CPU), torch (on the depth model's device), or auto "
-                            "(torch when the model runs on CUDA)", choices=("auto", "numpy", "torch"))  # fmt: skip
+    renderer: str = setting("auto", "view synthesis: numpy (the CPU path, a compiled kernel), torch (on the depth "
+                            "model's device), or auto (torch when the model runs on CUDA)",
+                            choices=("auto", "numpy", "torch"))  # fmt: skip
 
 
 SECTIONS: dict[str, type[_Section]] = {
