@@ -22,22 +22,22 @@ from .config import ScenesConfig
 
 Decision = tuple[int, bool]  # (frame index, is the first frame of a new shot)
 
-# The structure term of the change score: the blockwise decorrelation of the two blurred luma thumbnails
+# The structure term of the change score: the blockwise decorrelation of the two luma thumbnails
 # (block_decorrelation) times this, in the 0-255 units of the HSV term. Unrelated pictures correlate about 0 (term
-# ~STRUCTURE_WEIGHT), one shot going on about 1 (term ~0), whatever their palette and exposure.
+# about STRUCTURE_WEIGHT), two frames of one shot about 1 (term about 0), whatever their palette and exposure.
 STRUCTURE_WEIGHT = 40.0
 # A thumbnail's luma std (0-255) below the first value has too little structure to compare (black, or nearly black
 # frames in a fade, where correlation is only noise): the term counts from 0 there to fully at the second value.
 STRUCTURE_CONTRAST = (3.0, 6.0)
 # A picture that comes back after a candidate cut (a flash) changed less than this from the one before it.
 FLASH_SIMILAR = 25.0
-_LUMA_BLUR = 1.0  # px at thumbnail size: sensor noise and compression blocks must not decorrelate one shot
 
 
 @dataclass(frozen=True)
 class Thumbnail:
     """A downscaled frame as the detector compares it: ``hsv`` float32 hxwx3 (OpenCV's full-range HSV, 0-255),
-    ``luma`` float32 hxw (0-255, slightly blurred) and ``contrast``, the std of ``luma``."""
+    ``luma`` float32, half that size (0-255: each pixel the mean of 2x2, which calms sensor noise and compression
+    blocks) and ``contrast``, the std of ``luma``."""
 
     hsv: np.ndarray
     luma: np.ndarray
@@ -53,13 +53,12 @@ def block_decorrelation(a: np.ndarray, b: np.ndarray, grid: tuple[int, int] = (4
     if h < 2 * grid[1] or w < 2 * grid[0]:
         return 1.0 - correlation(a, b)
 
-    def means(image: np.ndarray) -> np.ndarray:  # per-block mean (area interpolation averages each block)
-        return cv2.resize(image, grid, interpolation=cv2.INTER_AREA)
-
-    mean_a, mean_b = means(a), means(b)
-    var_a = means(a * a) - mean_a * mean_a
-    var_b = means(b * b) - mean_b * mean_b
-    cov = means(a * b) - mean_a * mean_b
+    # Per-block means of a, b, a^2, b^2 (one 4-channel pass) and ab: area interpolation averages each block.
+    moments = cv2.resize(np.dstack((a, b, a * a, b * b)), grid, interpolation=cv2.INTER_AREA)
+    mean_a, mean_b = moments[..., 0], moments[..., 1]
+    var_a = moments[..., 2] - mean_a * mean_a
+    var_b = moments[..., 3] - mean_b * mean_b
+    cov = cv2.resize(a * b, grid, interpolation=cv2.INTER_AREA) - mean_a * mean_b
     keep = (var_a > flat * flat) & (var_b > flat * flat)
     count = int(keep.sum())
     if 3 * count < grid[0] * grid[1]:
@@ -141,8 +140,11 @@ class AdaptiveContentDetector(CutDetector):
         height = max(1, round(h * width / w))
         small = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
         hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
-        luma = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), _LUMA_BLUR)
-        return Thumbnail(hsv, luma, float(luma.std()))
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        # Half the thumbnail's size: averaging 2x2 pixels calms sensor noise and compression blocks.
+        luma = cv2.resize(gray, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
+        luma = luma.astype(np.float32)
+        return Thumbnail(hsv, luma, float(cv2.meanStdDev(luma)[1][0, 0]))
 
     @staticmethod
     def _difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -173,13 +175,17 @@ class AdaptiveContentDetector(CutDetector):
         structure = block_decorrelation(a.luma, b.luma)
         low, high = STRUCTURE_CONTRAST
         contrast = min(1.0, max(0.0, (min(a.contrast, b.contrast) - low) / (high - low)))
-        h, w = a.luma.shape
+        h, w = a.hsv.shape[:2]
         shift = self._shift(a, b) if h >= 8 and w >= 8 else None  # too few pixels to estimate motion from
         if shift is not None:
             dx, dy = shift  # b(x, y) ~ a(x - dx, y - dy)
             ys_a, xs_a = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
             ys_b, xs_b = slice(max(0, dy), h - max(0, -dy)), slice(max(0, dx), w - max(0, -dx))
             colour = min(colour, 2.0 * self._difference(a.hsv[ys_a, xs_a], b.hsv[ys_b, xs_b]))
+            dx, dy = round(dx / 2), round(dy / 2)  # the luma thumbnail is half the size
+            h, w = a.luma.shape
+            ys_a, xs_a = slice(max(0, -dy), h - max(0, dy)), slice(max(0, -dx), w - max(0, dx))
+            ys_b, xs_b = slice(max(0, dy), h - max(0, -dy)), slice(max(0, dx), w - max(0, -dx))
             structure = min(structure, block_decorrelation(a.luma[ys_a, xs_a], b.luma[ys_b, xs_b]))
         return colour + STRUCTURE_WEIGHT * contrast * structure
 
@@ -187,7 +193,7 @@ class AdaptiveContentDetector(CutDetector):
         """The global translation ``(dx, dy)`` in thumbnail pixels from ``a`` to ``b`` (phase correlation on the
         value channel); None when there is none, or more than a plausible shift between consecutive frames (more
         than a third of the frame, e.g. to a black frame)."""
-        h, w = a.luma.shape
+        h, w = a.hsv.shape[:2]
         if self._hann is None or self._hann.shape != (h, w):
             self._hann = cv2.createHanningWindow((w, h), cv2.CV_32F)
         (sx, sy), _ = cv2.phaseCorrelate(a.hsv[..., 2], b.hsv[..., 2], self._hann)
