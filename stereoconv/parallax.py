@@ -46,7 +46,7 @@ from .dibr import synthesize_view
 
 Synthesizer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, disparity, direction) -> view
 _MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels
-_CHANGE_SAMPLES = 2048  # maps are compared on an even subsample of at most this many pixels
+_CHANGE_BLOCKS = 256  # maps are compared as the means of about this many square blocks
 # 1 - correlation of consecutive maps above this: another picture. Measured in benchmarks/temporal.py on smoothed
 # depth: within shots at most 0.23, across cuts at least 0.73.
 _RESTART_DECORRELATION = 0.5
@@ -129,9 +129,10 @@ class MapChange:
     """Notices a new picture in a stream of maps (normalized depth or disparity, HxW), as at a cut the detector
     missed. ``watch(values)`` returns
 
-    - ``"new"`` when ``values`` correlates too little with the previous map (``1 - correlation > 0.5``, on an even
-      subsample of at most 2048 pixels) while the two maps before that did correlate: most of the layout changed at
-      once, after a stream that was one picture going on;
+    - ``"new"`` when ``values`` correlates too little with the previous map (``1 - correlation > 0.5``, on the means
+      of about 256 square blocks, at the best of the shifts of up to one block, so that a fast pan does not count)
+      while the two maps before that did correlate: most of the layout changed at once, after a stream that was one
+      picture going on;
     - ``"back"`` when, within two frames after a ``"new"``, the map from before it comes back: that was a blip (a
       flash), and what was running before it should go on;
     - ``"same"`` otherwise.
@@ -151,13 +152,29 @@ class MapChange:
 
     @staticmethod
     def _differs(a: np.ndarray, b: np.ndarray) -> bool:
-        norm = float(np.sqrt(np.dot(a, a) * np.dot(b, b)))
-        return a.shape == b.shape and norm > 1e-12 and 1.0 - float(np.dot(a, b)) / norm > _RESTART_DECORRELATION
+        """True if block grids ``a`` and ``b`` (2D) correlate too little at every shift of up to one block (a fast
+        pan or shake moves the picture that far in a frame); a flat grid never differs."""
+        if a.shape != b.shape:
+            return False
+        rows, cols = a.shape
+        shifts = (-1, 0, 1) if rows >= 4 and cols >= 4 else (0,)
+        best = -1.0
+        for dy in shifts:
+            for dx in shifts:
+                x = a[max(0, dy) : rows + min(0, dy), max(0, dx) : cols + min(0, dx)].ravel()
+                y = b[max(0, -dy) : rows + min(0, -dy), max(0, -dx) : cols + min(0, -dx)].ravel()
+                x, y = x - x.mean(), y - y.mean()
+                norm = float(np.sqrt(np.dot(x, x) * np.dot(y, y)))
+                if norm <= 1e-12:
+                    return False
+                best = max(best, float(np.dot(x, y)) / norm)
+        return 1.0 - best > _RESTART_DECORRELATION
 
     def __call__(self, values: np.ndarray) -> str:
-        step = max(1, int(np.sqrt(values.size / _CHANGE_SAMPLES)))
-        sample = values[::step, ::step].astype(np.float64).ravel()
-        sample -= sample.mean()
+        side = max(1, int(np.sqrt(values.size / _CHANGE_BLOCKS)))
+        rows, cols = values.shape[0] // side, values.shape[1] // side
+        blocks = values[: rows * side, : cols * side].reshape(rows, side, cols, side)
+        sample = blocks.mean(axis=(1, 3), dtype=np.float64)
         previous, self._previous = self._previous, sample
         if self._before is not None:
             self._age += 1

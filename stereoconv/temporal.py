@@ -22,7 +22,8 @@ scale and offset, and each pixel jitters. Per frame:
 At a scene cut every state resets. A cut the detector missed resets it too: when almost no pixel is steady (its
 colour, after following the motion, and its depth both nearly unchanged; fewer than 20 %, where one shot going on
 keeps well over half), the frame is a new picture and starts a shot of its own, so the old shot's scale and depth do
-not bleed into the new one. :class:`TemporalSmoother` is the streaming stage the pipeline uses; :func:`smooth_sequence`
+not bleed into the new one; if the picture from before comes back within two frames (a flash), the shot goes on from
+the state before it. :class:`TemporalSmoother` is the streaming stage the pipeline uses; :func:`smooth_sequence`
 runs the same class over a whole sequence.
 """
 
@@ -154,6 +155,8 @@ class TemporalSmoother:
         """Forget everything: the next frame starts a shot."""
         self._prev: np.ndarray | None = None
         self._prev_gray: np.ndarray | None = None
+        self._saved: tuple[np.ndarray, np.ndarray | None] | None = None  # the state before a restart, for a flash
+        self._saved_age = 0
         self.restarted = False
 
     def __call__(self, depth: np.ndarray, rgb: np.ndarray | None = None, cut: bool = False) -> np.ndarray:
@@ -167,9 +170,24 @@ class TemporalSmoother:
         self.restarted = False
         current = normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
         gray = _gray(rgb) if rgb is not None else None
-        out = current if self._prev is None else self._follow(current, gray)
+        out = None
+        if self._saved is not None:  # within two frames of a restart: has the picture from before it come back?
+            self._saved_age += 1
+            latest = self._prev, self._prev_gray
+            self._prev, self._prev_gray = self._saved
+            out = self._follow(current, gray)
+            if out is None:
+                self._prev, self._prev_gray = latest
+                if self._saved_age >= 2:
+                    self._saved = None
+            else:  # it has: the restart was a flash, and the shot goes on from before it
+                self._saved = None
+        if out is None:
+            out = current if self._prev is None else self._follow(current, gray)
         if out is None:  # another picture: a new shot, whatever the cut detector said
+            saved = self._prev, self._prev_gray
             self.reset()
+            self._saved, self._saved_age = saved, 0
             self.restarted = True
             out = current
         self._prev, self._prev_gray = out, gray
@@ -188,8 +206,7 @@ class TemporalSmoother:
             previous_gray = cv2.remap(previous_gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         colour_change = np.abs(gray - previous_gray) if gray is not None and previous_gray is not None else None
 
-        # Pixels clipped by the normalization (outside its percentiles) say nothing about scale: left out.
-        steady = (np.abs(current - previous) < _ALIGN_MAX_CHANGE) & (current > 0.0) & (current < 1.0)
+        steady = np.abs(current - previous) < _ALIGN_MAX_CHANGE
         if colour_change is not None:
             steady &= colour_change <= cfg.color_sigma
             if valid is not None:
@@ -197,6 +214,8 @@ class TemporalSmoother:
             if np.count_nonzero(steady) < _RESTART_STEADY * steady.size:
                 return None
         if cfg.alignment > 0.0:
+            # Pixels clipped by the normalization (outside its percentiles) say nothing about scale: left out.
+            steady &= (current > 0.0) & (current < 1.0)
             a, b = fit_scale_offset(current, previous, steady)
             # Only part of the way: what is left pulls the estimate back to the frame's own normalization.
             k = cfg.alignment
