@@ -49,6 +49,10 @@ Targets checked at the end, for stereoconv: on the held-out part F1 >= 0.98 and 
 detector's there; overall F1 >= the better PySceneDetect detector's; no flash FP and no fade FP; every motion cut
 found.
 
+With ``--restarts``, also where stereoconv's temporal smoother and convergence tracker start a shot by themselves
+when no cut is given (:func:`restart_check`): at the true cuts, at flashes and fades, and elsewhere (unwanted), per
+part, with a stand-in depth that follows the picture (no model).
+
 Results go to stdout as a table and to ``--json`` (default benchmarks/results/scenes.json, git-ignored).
 """
 
@@ -152,6 +156,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the pyscenedetect clips")
     parser.add_argument("--width", type=int, default=320, help="decoded frames are downscaled to this width [px]")
     parser.add_argument("--preset", default=None, help="stereoconv preset the settings come from (default: film)")
+    parser.add_argument(
+        "--restarts",
+        action="store_true",
+        help="also count where the temporal smoother and the convergence tracker restart by themselves (no cuts "
+        "given) on every source, with a stand-in depth that follows the picture (slow: about 10 ms a frame)",
+    )
     add_json_option(parser, "scenes")
     args = parser.parse_args(argv)
     if args.width < REEL_SIZE[0]:
@@ -768,7 +778,44 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "sources": results,
         "summary": summary,
         "target": target_check(summary),
+        "restarts": restart_check(sources) if args.restarts else None,
     }
+
+
+def restart_check(sources: Sequence[Source]) -> dict[str, dict[str, int]]:
+    """Per part: where ``TemporalSmoother`` and ``StereoRenderer``'s convergence tracker start a shot by themselves
+    when no cut is given, on every frame of every source, with a stand-in depth (no model): the luma blurred over 4 %
+    of the width, plus 1, which follows the picture as a network's depth does. Counted at true cuts (within one
+    frame after), at flashes and gradual transitions (within two frames), and elsewhere (inside a shot: unwanted)."""
+    from stereoconv.parallax import StereoRenderer
+    from stereoconv.temporal import TemporalSmoother
+
+    out: dict[str, dict[str, int]] = {}
+    for source in sources:
+        cuts = {c + k for c, _ in source.cuts for k in (0, 1)}
+        events = {i for a, b in source.flashes + source.gradual for i in range(a - 2, b + 3)}
+        part = out.setdefault(source.group, {"cuts": 0, "frames": 0})
+        part["cuts"] += len(source.cuts)
+        part["frames"] += len(source.frames)
+        smoother, renderer = TemporalSmoother(), StereoRenderer()
+        for i, rgb in enumerate(source.frames):
+            gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            depth = cv2.GaussianBlur(gray, (0, 0), 0.04 * rgb.shape[1]) + 1.0
+            renderer.plan(smoother(depth, rgb))
+            where = "at_cuts" if i in cuts else "at_flashes_fades" if i in events else "elsewhere"
+            for name, restarted in (("smoother", smoother.restarted), ("convergence", renderer.convergence.restarted)):
+                key = f"{name}_{where}"
+                part[key] = part.get(key, 0) + int(restarted)
+    return out
+
+
+def restarts_table(restarts: dict[str, dict[str, int]]) -> str:
+    rows = [["part", "frames", "cuts", "stage", "restarts at cuts", "at flashes, fades", "elsewhere"]]
+    for part, counts in restarts.items():
+        for name in ("smoother", "convergence"):
+            found = [str(counts.get(f"{name}_{w}", 0)) for w in ("at_cuts", "at_flashes_fades", "elsewhere")]
+            rows.append([part, str(counts["frames"]), str(counts["cuts"]), name, *found])
+    return table(rows, [False, True, True, False, True, True, True])
 
 
 def target_check(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -873,6 +920,10 @@ def print_report(report: dict[str, Any]) -> None:
     print()
     print(kinds_table(report))
     print()
+    if report["restarts"] is not None:
+        print("self-restarts, no cuts given (stand-in depth: blurred luma):")
+        print(restarts_table(report["restarts"]))
+        print()
     print(
         ("target met" if target["met"] else "target NOT met")
         + f": stereoconv held-out F1 {fmt(target['held_out_f1'])} (need >= {target['required_f1']:.2f} and >= best "
