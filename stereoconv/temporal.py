@@ -185,9 +185,10 @@ class TemporalSmoother:
         if out is None:
             out = current if self._prev is None else self._follow(current, gray)
         if out is None:  # another picture: a new shot, whatever the cut detector said
-            saved = self._prev, self._prev_gray
+            # Keep the state from before the first of the frames that restarted: a flash may last two of them.
+            saved = (self._saved, self._saved_age) if self._saved is not None else ((self._prev, self._prev_gray), 0)
             self.reset()
-            self._saved, self._saved_age = saved, 0
+            self._saved, self._saved_age = saved
             self.restarted = True
             out = current
         self._prev, self._prev_gray = out, gray

@@ -181,14 +181,16 @@ def test_a_missed_cut_restarts_the_convergence_by_itself():
     assert without[6:] == with_cut[6:]  # from the first frame of the new shot on, nothing of the old one
 
 
-def test_a_flash_inside_a_shot_leaves_the_convergence_as_it_was():
+@pytest.mark.parametrize("length", [1, 2])
+def test_a_flash_inside_a_shot_leaves_the_convergence_as_it_was(length):
     config = StereoConfig(convergence_smoothing=0.9)
     shot = layout("rows", 10, seed=3)
-    junk = np.random.default_rng(4).random((20, 30), dtype=np.float32)  # the depth of a white frame: noise
+    rng = np.random.default_rng(4)
+    junk = [rng.random((20, 30), dtype=np.float32) for _ in range(length)]  # the depth of white frames: noise
     flashed, plain = ConvergenceTracker(config), ConvergenceTracker(config)
-    with_flash = [flashed(d) for d in [*shot[:5], junk, *shot[5:]]]
+    with_flash = [flashed(d) for d in [*shot[:5], *junk, *shot[5:]]]
     without = [plain(d) for d in shot]
-    assert with_flash[6:] == without[5:]  # the picture came back: the shot's convergence goes on as if no flash
+    assert with_flash[5 + length :] == without[5:]  # the picture came back: as if there had been no flash
 
 
 def test_a_missed_cut_restarts_the_floating_window_by_itself():

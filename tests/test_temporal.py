@@ -60,18 +60,22 @@ def test_a_missed_cut_restarts_the_smoother_by_itself():
         np.testing.assert_array_equal(x, y)
 
 
-def test_after_a_flash_the_smoother_goes_on_from_before_it():
+@pytest.mark.parametrize("length", [1, 2])
+def test_after_a_flash_the_smoother_goes_on_from_before_it(length):
     frames, depths = noisy_static(12)
-    frames[5] = np.full_like(frames[5], 255)  # a white frame, and the network's guess at its depth
-    depths[5] = np.random.default_rng(3).random(depths[5].shape, dtype=np.float32)
+    rng = np.random.default_rng(3)
+    for i in range(5, 5 + length):  # white frames, and the network's guesses at their depth
+        frames[i] = np.full_like(frames[i], 255)
+        depths[i] = rng.random(depths[i].shape, dtype=np.float32)
     smoother = TemporalSmoother()
     out, restarted = [], []
     for depth, rgb in zip(depths, frames, strict=True):
         out.append(smoother(depth, rgb))
         restarted.append(smoother.restarted)
-    assert restarted == [i == 5 for i in range(12)]  # the flash frame stands alone; the shot resumes after it
-    unflashed = smooth_sequence(depths[:5] + depths[6:], frames[:5] + frames[6:])
-    np.testing.assert_array_equal(out[6], unflashed[5])  # exactly as if the flash had not been there
+    assert restarted == [i == 5 for i in range(12)]  # one restart at the flash; the shot resumes after it
+    after = 5 + length
+    unflashed = smooth_sequence(depths[:5] + depths[after:], frames[:5] + frames[after:])
+    np.testing.assert_array_equal(out[after], unflashed[5])  # exactly as if the flash had not been there
 
 
 def test_static_scene_with_noisy_estimates_converges():
