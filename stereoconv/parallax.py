@@ -48,7 +48,7 @@ Synthesizer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, dis
 _MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels
 _CHANGE_BLOCKS = 256  # maps are compared as the means of about this many square blocks
 # 1 - correlation of consecutive maps above this: another picture. Measured in benchmarks/temporal.py on smoothed
-# depth: within shots at most 0.23, across cuts at least 0.73.
+# depth: within shots at most 0.13, across cuts at least 0.59.
 _RESTART_DECORRELATION = 0.5
 
 
