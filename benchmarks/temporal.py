@@ -79,11 +79,19 @@ would hide the very flicker measured here), in the truth's units (inverse depth,
   tolerance): where an object moved in or out, so lag and ghost trails show here;
 - ``post_cut``: the error over the first three frames of each shot except the first: bleed of the previous shot.
 
+**Missed cuts** (:func:`bleed`): ``stereoconv`` is run a second time with cut detection off (no cuts given), as when
+the detector misses every cut, and its convergence and floating window planned by ``StereoRenderer`` (default
+stereo settings, floating window on) in both runs. Reported per seed: the ``post_cut`` depth error of each run, the
+convergence error over the first 12 frames after each cut (the run's convergence, mapped to truth units by the run's
+per-shot fit, against the 60th percentile of the true inverse depth), the mean difference of the window bands from
+the run with detection on, and how often the smoother started a shot by itself (at the cuts, and elsewhere).
+
 Targets, for ``stereoconv`` against ``unsmoothed`` in the same run, on every seed: flicker <= 0.4x, error <= 1.0x,
-moving <= 1.1x, post_cut <= 1.1x. The script prints a table per seed (method x metric, and the other methods' ratios
-to unsmoothed), a per-kind table averaged over the seeds, and the worst ratio over the seeds per target with PASS or
-FAIL; the same numbers, with the commit and hashes of stereoconv's temporal.py and config.py, go to ``--json``
-(default benchmarks/results/temporal.json, git-ignored).
+moving <= 1.1x, post_cut <= 1.1x; and with detection off against on: post-cut depth and convergence error <= 1.5x.
+The script prints a table per seed (method x metric, and the other methods' ratios to unsmoothed), a per-kind table
+averaged over the seeds, the missed-cut table, and the worst ratio over the seeds per target with PASS or FAIL; the
+same numbers, with the commit and hashes of stereoconv's temporal.py and config.py, go to ``--json`` (default
+benchmarks/results/temporal.json, git-ignored).
 
 To tune, import it: ``video = make_sequence(seed)``, ``outputs = run_methods(video)["stereoconv"]`` (or your own
 list of normalized maps), ``score(outputs, video)``.
@@ -115,7 +123,7 @@ import stereoconv.temporal
 from stereoconv.config import StereoConfig, TemporalConfig
 from stereoconv.errors import ConfigError
 from stereoconv.parallax import StereoRenderer
-from stereoconv.temporal import depth_percentiles, normalize, smooth_sequence
+from stereoconv.temporal import TemporalSmoother, depth_percentiles, normalize, smooth_sequence
 
 SHOT_KINDS = ("static", "pan", "zoom")
 METHODS = ("unsmoothed", "ema-minmax", "stereoconv")
@@ -131,6 +139,8 @@ CHANGE_TOLERANCE = 0.02  # a pixel's true depth "changed" if it moved by more th
 POST_CUT_FRAMES = 3
 EDGE_BAND_PX = 4  # the band around depth edges where the disparity's flicker is measured, px each side
 EDGE_BAND_BUDGET = {"max_negative_parallax": 5.0, "max_positive_parallax": 5.0, "screen_width": 0.5}
+BLEED_FRAMES = 12  # convergence and window bleed are measured over this many frames after each cut (0.5 s)
+BLEED_TARGET = 1.5  # largest allowed ratio of post-cut error, detection off / detection on
 RGB_NOISE = 1.5  # camera noise std, 0-255 levels
 
 
@@ -661,6 +671,69 @@ def edge_band_flicker(depths: Sequence[np.ndarray], video: SyntheticVideo, *, re
 # ------------------------------------------------------------------------------------------------------ measure
 
 
+def plan_run(outputs: Sequence[np.ndarray], cuts: Sequence[int]) -> tuple[list[float], list[tuple[float, float]]]:
+    """Convergence and floating-window bands per frame of ``outputs`` (normalized depth) from
+    :class:`stereoconv.parallax.StereoRenderer` (default stereo settings, floating window on), told of ``cuts``."""
+    renderer = StereoRenderer(StereoConfig(floating_window=True))
+    cut_set = set(cuts)
+    plans = [renderer.plan(depth, cut=i in cut_set) for i, depth in enumerate(outputs)]
+    return [plan.convergence for plan in plans], [plan.window for plan in plans]
+
+
+def bleed(video: SyntheticVideo, settings: dict[str, Any], on: list[np.ndarray], on_score: dict[str, Any]) -> dict:
+    """What a missed cut costs: stereoconv run with cut detection on (the true cuts) and off (no cuts at all).
+
+    ``depth``: the ``post_cut`` error (first POST_CUT_FRAMES frames of each shot but the first) of each run.
+    ``convergence``: over the first BLEED_FRAMES frames of each shot but the first, the mean ``|alpha c_t + beta -
+    P(truth_t)|`` in truth units: ``c_t`` the run's convergence (StereoRenderer, default settings: the 60th
+    percentile of normalized depth, smoothed over the shot), mapped by the run's own per-shot fit of depth to the
+    truth, against the 60th percentile of the true inverse depth. ``window_px``: the mean ``|band_off - band_on|``
+    of the floating-window bands (both edges) over those frames, pixels. ``restarts``: frames the smoother (detection
+    off) started a shot by itself, at true cuts and elsewhere; ``false_restarts_on``: the same with detection on, at
+    frames that are no cut (a restart inside a shot).
+    """
+    smoother = TemporalSmoother(TemporalConfig.from_dict(settings))
+    off, restarted = [], []
+    for depth, rgb in zip(video.estimates, video.frames, strict=True):
+        off.append(smoother(depth, rgb))
+        restarted.append(smoother.restarted)
+    smoother = TemporalSmoother(TemporalConfig.from_dict(settings))
+    cut_set = set(video.cuts)
+    false_on = 0
+    for i, (depth, rgb) in enumerate(zip(video.estimates, video.frames, strict=True)):
+        smoother(depth, rgb, cut=i in cut_set)
+        false_on += smoother.restarted and i not in cut_set
+    off_score = score(off, video)
+    runs = {"on": (on, on_score, video.cuts), "off": (off, off_score, [])}
+    result: dict[str, Any] = {}
+    bands: dict[str, list[tuple[float, float]]] = {}
+    for name, (outputs, scored, cuts) in runs.items():
+        convergence, bands[name] = plan_run(outputs, cuts)
+        errors = []
+        for shot, row in zip(video.shots[1:], scored["shots"][1:], strict=True):
+            alpha, beta = row["fit"]
+            for t in range(shot.start, min(shot.stop, shot.start + BLEED_FRAMES)):
+                truth = float(np.percentile(video.truth[t], 60.0))
+                errors.append(abs(alpha * convergence[t] + beta - truth))
+        result[name] = {"depth": scored["mean"]["post_cut"], "convergence": float(np.mean(errors))}
+    window = [
+        abs(bands["off"][t][e] - bands["on"][t][e])
+        for shot in video.shots[1:]
+        for t in range(shot.start, min(shot.stop, shot.start + BLEED_FRAMES))
+        for e in (0, 1)
+    ]
+    result["ratio"] = {m: result["off"][m] / result["on"][m] if result["on"][m] > 0 else math.nan for m in ("depth",
+                       "convergence")}  # fmt: skip
+    result["window_px"] = float(np.mean(window))
+    result["restarts"] = {
+        "at_cuts": sum(restarted[c] for c in video.cuts),
+        "cuts": len(video.cuts),
+        "elsewhere": sum(r for i, r in enumerate(restarted) if i not in cut_set),
+    }
+    result["false_restarts_on"] = int(false_on)
+    return result
+
+
 def measure_seed(args: argparse.Namespace, seed: int, settings: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     video = make_sequence(seed, width=args.width, height=args.height, frames=tuple(args.frames), noise=args.noise)
@@ -674,7 +747,9 @@ def measure_seed(args: argparse.Namespace, seed: int, settings: dict[str, Any]) 
     band = {f"refine_{'on' if on else 'off'}": edge_band_flicker(outputs[OURS], video, refine=on,
                                                                resolution=args.noise.resolution)
             for on in (False, True)}  # fmt: skip
+    missed = bleed(video, settings, outputs[OURS], scores[OURS])
     return {
+        "bleed": missed,
         "seed": seed,
         "edge_band_flicker_px": band,
         "frames": frames,
@@ -715,6 +790,17 @@ def target_check(seeds: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "worst_seed": int(worst_seed),
             "ema_minmax_worst": baseline_worst,
             "met": all(math.isfinite(v) and v <= limit for v in values),
+        }
+    for metric in ("depth", "convergence"):
+        per_seed = {str(s["seed"]): s["bleed"]["ratio"][metric] for s in seeds}
+        worst_seed = max(per_seed, key=lambda k: per_seed[k] if math.isfinite(per_seed[k]) else math.inf)
+        checks[f"bleed_{metric}"] = {
+            "limit": BLEED_TARGET,
+            "per_seed": per_seed,
+            "worst": per_seed[worst_seed],
+            "worst_seed": int(worst_seed),
+            "ema_minmax_worst": math.nan,
+            "met": all(math.isfinite(v) and v <= BLEED_TARGET for v in per_seed.values()),
         }
     return {"targets": checks, "met": all(c["met"] for c in checks.values())}
 
@@ -781,9 +867,12 @@ def kind_table(report: dict[str, Any]) -> str:
 def summary_table(target: dict[str, Any]) -> str:
     rows = [["target", "limit", "stereoconv worst", "seed", "ema-minmax worst", "result"]]
     for metric, check in target["targets"].items():
+        name = f"{metric.replace('_', '-')} ratio"
+        if metric.startswith("bleed_"):
+            name = f"{metric[6:]} post-cut, detection off / on"
         rows.append(
             [
-                f"{metric.replace('_', '-')} ratio",
+                name,
                 f"<= {check['limit']:.2f}",
                 cell(check["worst"], ".3f"),
                 str(check["worst_seed"]),
@@ -792,6 +881,28 @@ def summary_table(target: dict[str, Any]) -> str:
             ]
         )
     return table(rows, [False, True, True, True, True, False])
+
+
+def bleed_table(report: dict[str, Any]) -> str:
+    rows = [["seed", "depth on", "depth off", "ratio", "convergence on", "convergence off", "ratio", "window px",
+             "restarts off (at cuts / elsewhere)", "restarts on, not at cuts"]]  # fmt: skip
+    for seed in report["seeds"]:
+        b = seed["bleed"]
+        rows.append(
+            [
+                str(seed["seed"]),
+                cell(b["on"]["depth"], ".5f"),
+                cell(b["off"]["depth"], ".5f"),
+                cell(b["ratio"]["depth"], ".3f"),
+                cell(b["on"]["convergence"], ".5f"),
+                cell(b["off"]["convergence"], ".5f"),
+                cell(b["ratio"]["convergence"], ".3f"),
+                f"{b['window_px']:.2f}",
+                f"{b['restarts']['at_cuts']}/{b['restarts']['cuts']} / {b['restarts']['elsewhere']}",
+                str(b["false_restarts_on"]),
+            ]
+        )
+    return table(rows, [False] + [True] * 9)
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -826,6 +937,11 @@ def print_report(report: dict[str, Any]) -> None:
     rows.append(["mean", cell(off, ".4f"), cell(on, ".4f"), cell(on / off, ".3f")])
     print(table(rows, [False, True, True, True]))
     print("\ntargets (stereoconv / unsmoothed, worst over the seeds):")
+    print(f"\nmissed cuts: stereoconv with cut detection on (the true cuts) and off (none); depth: post-cut error "
+          f"({POST_CUT_FRAMES} frames), convergence: error over {BLEED_FRAMES} frames after each cut, truth units; "
+          "window: |off - on| band width, px; restarts: the smoother starting a shot by itself")  # fmt: skip
+    print(bleed_table(report))
+    print("\ntargets (stereoconv / unsmoothed, worst over the seeds; bleed: detection off / on):")
     print(summary_table(report["target"]))
     print(("all targets met" if report["target"]["met"] else "targets NOT met") + f" ({report['seconds']:.1f} s)")
 

@@ -28,7 +28,8 @@ so the farthest point ``P(0) = k c <= pos`` and the nearest ``P(1) = -k (1 - c) 
 its budget. For ``0 < c < 1`` a zero budget on one side gives ``k = 0``: a flat picture.
 
 Convergence (:class:`ConvergenceTracker`) is chosen per frame and smoothed over the shot; the floating window
-(:class:`FloatingWindow`) masks frame edges that cut off points in front of the screen. Both reset at scene cuts.
+(:class:`FloatingWindow`) masks frame edges that cut off points in front of the screen. Both reset at scene cuts, and
+by themselves when a frame's map stops resembling the last one (:class:`MapChange`: a cut the detector missed).
 :class:`StereoRenderer` is the streaming stage the pipeline uses.
 """
 
@@ -46,6 +47,10 @@ from .refine import refine_disparity
 
 Synthesizer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, disparity, direction) -> view
 _MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels
+_CHANGE_BLOCKS = 256  # maps are compared as the means of about this many square blocks
+# 1 - correlation of consecutive maps above this: another picture. Measured in benchmarks/temporal.py on smoothed
+# depth: within shots at most 0.13, across cuts at least 0.59.
+_RESTART_DECORRELATION = 0.5
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,75 @@ def depth_to_disparity(depth: np.ndarray, convergence: float, budget: ParallaxBu
 # ------------------------------------------------------------------------------------------------------ convergence
 
 
+class MapChange:
+    """Notices a new picture in a stream of maps (normalized depth or disparity, HxW), as at a cut the detector
+    missed. ``watch(values)`` returns
+
+    - ``"new"`` when ``values`` correlates too little with the previous map (``1 - correlation > 0.5``, on the means
+      of about 256 square blocks, at the best of the shifts of up to one block, so that a fast pan does not count)
+      while the two maps before that did correlate: most of the layout changed at once, after a stream that was one
+      picture going on;
+    - ``"back"`` when, within two frames after a ``"new"``, the map from before it comes back: that was a blip (a
+      flash), and what was running before it should go on;
+    - ``"same"`` otherwise.
+
+    Correlation ignores scale and offset, so a convergence or budget change within a shot does not count; a flat map
+    (no spread) never does, and neither does a stream that never held still (each map unlike the last).
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._previous: np.ndarray | None = None
+        self._coherent = False  # the last two maps correlated
+        self._before: np.ndarray | None = None  # the map before the last "new", kept for two frames
+        self._age = 0
+
+    @staticmethod
+    def _differs(a: np.ndarray, b: np.ndarray) -> bool:
+        """True if block grids ``a`` and ``b`` (2D) correlate too little at every shift of up to one block (a fast
+        pan or shake moves the picture that far in a frame); a flat grid never differs."""
+        if a.shape != b.shape:
+            return False
+        rows, cols = a.shape
+        shifts = (-1, 0, 1) if rows >= 4 and cols >= 4 else (0,)
+        best = -1.0
+        for dy in shifts:
+            for dx in shifts:
+                x = a[max(0, dy) : rows + min(0, dy), max(0, dx) : cols + min(0, dx)].ravel()
+                y = b[max(0, -dy) : rows + min(0, -dy), max(0, -dx) : cols + min(0, -dx)].ravel()
+                x, y = x - x.mean(), y - y.mean()
+                norm = float(np.sqrt(np.dot(x, x) * np.dot(y, y)))
+                if norm <= 1e-12:
+                    return False
+                best = max(best, float(np.dot(x, y)) / norm)
+        return 1.0 - best > _RESTART_DECORRELATION
+
+    def __call__(self, values: np.ndarray) -> str:
+        side = max(1, int(np.sqrt(values.size / _CHANGE_BLOCKS)))
+        rows, cols = values.shape[0] // side, values.shape[1] // side
+        blocks = values[: rows * side, : cols * side].reshape(rows, side, cols, side)
+        sample = blocks.mean(axis=(1, 3), dtype=np.float64)
+        previous, self._previous = self._previous, sample
+        if self._before is not None:
+            self._age += 1
+            if self._age > 2:
+                self._before = None
+        if previous is None or not self._differs(sample, previous):
+            self._coherent = previous is not None and previous.shape == sample.shape
+            return "same"
+        coherent, self._coherent = self._coherent, False
+        if self._before is not None and not self._differs(sample, self._before):
+            self._before = None
+            self._coherent = True
+            return "back"
+        if coherent:
+            self._before, self._age = previous, 0
+            return "new"
+        return "same"
+
+
 def _sample(depth: np.ndarray) -> np.ndarray:
     step = max(1, int(np.sqrt(depth.size / _MAX_SAMPLES)))
     return depth[::step, ::step]
@@ -154,22 +228,35 @@ class ConvergenceTracker:
     Call once per frame in decode order: ``tracker(depth, cut)`` with normalized depth (float32 HxW in [0, 1], larger =
     nearer) and ``cut`` True on the first frame of a shot. Returns the convergence depth ``c``:
     ``c = s * c_previous + (1 - s) * convergence_depth(depth)`` with ``s = convergence_smoothing``; the first frame of
-    a shot (and of a new frame size) uses its own value, so nothing before a cut affects what follows it.
+    a shot (and of a new frame size) uses its own value, so nothing before a cut affects what follows it. A frame
+    whose depth no longer resembles the last one (:class:`MapChange`) starts a shot too (``restarted`` is then True),
+    so a cut the detector missed does not drag the old shot's convergence into the new one; if the picture from
+    before comes back within two frames (a flash), the value from before goes on.
     """
 
     def __init__(self, config: StereoConfig | None = None) -> None:
         self.config = config or StereoConfig()
+        self._change = MapChange()
         self.reset()
 
     def reset(self) -> None:
         """Forget everything: the next frame starts a shot."""
         self._value: float | None = None
+        self._saved: float | None = None  # the value before the last restart, in case that was a blip
         self._shape: tuple[int, ...] | None = None
+        self._change.reset()
+        self.restarted = False
 
     def __call__(self, depth: np.ndarray, cut: bool = False) -> float:
         cfg = self.config
         if cut or self._shape != depth.shape:
             self.reset()
+        change = self._change(depth)
+        self.restarted = change == "new"
+        if change == "new":
+            self._saved, self._value = self._value, None
+        elif change == "back":  # the frames since the restart were a blip: the shot before it goes on
+            self._value = self._saved
         value = convergence_depth(depth, cfg.convergence, cfg.convergence_percentile)
         if self._value is not None:
             value = cfg.convergence_smoothing * self._value + (1.0 - cfg.convergence_smoothing) * value
@@ -211,21 +298,33 @@ class FloatingWindow:
     edge of the RIGHT eye (see :func:`render_views`). A band widens at once to the frame's
     :func:`window_violations` (a band narrower than the violation would show it) and narrows smoothly,
     ``band = max(now, s * band_previous + (1 - s) * now)``, so a window does not jump away when an object leaves the
-    edge. The first frame of a shot uses its own widths.
+    edge. The first frame of a shot uses its own widths, and so does a frame whose disparity no longer resembles the
+    last one (:class:`MapChange`, a cut the detector missed; ``restarted`` is then True), unless the picture from
+    before comes back within two frames.
     """
 
     def __init__(self, smoothing: float = 0.9) -> None:
         self.smoothing = smoothing
+        self._change = MapChange()
         self.reset()
 
     def reset(self) -> None:
         """Forget everything: the next frame starts a shot."""
         self._bands: tuple[float, float] | None = None
+        self._saved: tuple[float, float] | None = None  # the bands before the last restart, in case that was a blip
         self._shape: tuple[int, ...] | None = None
+        self._change.reset()
+        self.restarted = False
 
     def __call__(self, disparity: np.ndarray, cut: bool = False) -> tuple[float, float]:
         if cut or self._shape != disparity.shape:
             self.reset()
+        change = self._change(disparity)
+        self.restarted = change == "new"
+        if change == "new":
+            self._saved, self._bands = self._bands, None
+        elif change == "back":
+            self._bands = self._saved
         now = window_violations(disparity)
         if self._bands is not None:
             s = self.smoothing

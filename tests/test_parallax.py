@@ -25,6 +25,7 @@ from stereoconv.encode import check_output_path, output_name
 from stereoconv.errors import UsageError
 from stereoconv.parallax import (
     ConvergenceTracker,
+    FloatingWindow,
     ParallaxBudget,
     StereoRenderer,
     convergence_depth,
@@ -157,6 +158,49 @@ def test_convergence_resets_exactly_at_a_cut():
     tracker = ConvergenceTracker(config)
     uncut = [tracker(d) for d in shot_a + shot_2]
     assert uncut[5] != runs[0][5]  # without the cut the previous shot would leak in
+
+
+def layout(kind: str, n: int, seed: int, height: int = 20, width: int = 30) -> list[np.ndarray]:
+    """``n`` frames of one shot's normalized depth: a ramp (``"rows"``: far at the top, ``"columns"``: near at the
+    left) with a little noise on it, float32 HxW in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0.1, 0.9, height if kind == "rows" else width, dtype=np.float32)
+    base = np.broadcast_to(ramp[:, None] if kind == "rows" else ramp[::-1][None, :], (height, width))
+    return [np.clip(base + rng.normal(0.0, 0.02, base.shape).astype(np.float32), 0, 1) for _ in range(n)]
+
+
+def test_a_missed_cut_restarts_the_convergence_by_itself():
+    config = StereoConfig(convergence_smoothing=0.9)
+    frames = layout("rows", 6, seed=1) + [0.5 * d for d in layout("columns", 6, seed=2)]
+    detected, missed = ConvergenceTracker(config), ConvergenceTracker(config)
+    with_cut = [detected(d, cut=i == 6) for i, d in enumerate(frames)]
+    without = []
+    for d in frames:
+        without.append(missed(d))
+        assert missed.restarted == (len(without) == 7)
+    assert without[6:] == with_cut[6:]  # from the first frame of the new shot on, nothing of the old one
+
+
+@pytest.mark.parametrize("length", [1, 2])
+def test_a_flash_inside_a_shot_leaves_the_convergence_as_it_was(length):
+    config = StereoConfig(convergence_smoothing=0.9)
+    shot = layout("rows", 10, seed=3)
+    rng = np.random.default_rng(4)
+    junk = [rng.random((20, 30), dtype=np.float32) for _ in range(length)]  # the depth of white frames: noise
+    flashed, plain = ConvergenceTracker(config), ConvergenceTracker(config)
+    with_flash = [flashed(d) for d in [*shot[:5], *junk, *shot[5:]]]
+    without = [plain(d) for d in shot]
+    assert with_flash[5 + length :] == without[5:]  # the picture came back: as if there had been no flash
+
+
+def test_a_missed_cut_restarts_the_floating_window_by_itself():
+    budget = ParallaxBudget.from_config(StereoConfig())
+    near_left = [depth_to_disparity(d, 0.3, budget) for d in layout("columns", 5, seed=5, width=200)]
+    other = [depth_to_disparity(d, 0.9, budget) for d in layout("rows", 5, seed=6, width=200)]
+    detected, missed = FloatingWindow(0.9), FloatingWindow(0.9)
+    with_cut = [detected(d, cut=i == 5) for i, d in enumerate(near_left + other)]
+    without = [missed(d) for d in near_left + other]
+    assert without[4][0] > 0.0 and without[5:] == with_cut[5:] == [(0.0, 0.0)] * 5
 
 
 def test_percentile_mode_puts_that_share_of_the_pixels_behind_the_screen():

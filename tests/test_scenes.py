@@ -96,6 +96,35 @@ def test_a_cross_fade_gives_at_most_one_cut():
     assert len(detect_cuts(frames)) <= 1
 
 
+def grey_shot(seed: int, n: int, contrast: float, h: int = 72, w: int = 128) -> list[np.ndarray]:
+    """A slow pan over smooth grey shapes (mean ~110, luma std ``contrast``) with sensor noise: a street in grey
+    daylight. Two seeds are two shots of one palette and one exposure that differ only in their layout."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.normal(0.0, 1.0, (h // 8, w // 8)).astype(np.float32)
+    lum = cv2.resize(coarse, (w + n, h), interpolation=cv2.INTER_CUBIC)
+    lum = 110.0 + contrast * lum / lum.std()
+    picture = np.stack([lum * 0.98, lum, lum * 1.03], axis=-1)
+    noise = rng.normal(0.0, 1.5, (n, h, w, 1))
+    return [np.clip(picture[:, k : k + w] + noise[k] + 0.5, 0, 255).astype(np.uint8) for k in range(n)]
+
+
+def test_a_cut_between_two_shots_of_one_palette_and_exposure_is_found():
+    # Colour alone scores this cut at about 5 (threshold 10): the structure of the picture changes, not its colours.
+    assert detect_cuts(grey_shot(1, 20, contrast=12.0) + grey_shot(2, 20, contrast=12.0)) == [20]
+
+
+def test_a_cut_between_two_low_light_shots_is_found():
+    rng = np.random.default_rng(5)
+    frames = grey_shot(1, 20, contrast=30.0) + grey_shot(2, 20, contrast=30.0)
+    dark = [np.clip(f * 0.2 + rng.normal(0.0, 2.0, f.shape) + 0.5, 0, 255).astype(np.uint8) for f in frames]
+    assert detect_cuts(dark) == [20]
+
+
+def test_a_fade_of_one_shot_is_no_cut_for_the_structure_cue():
+    frames = grey_shot(3, 30, contrast=30.0)
+    assert detect_cuts(fade(frames[:15], 1.0, 0.1) + fade(frames[15:], 0.1, 1.0)) == []
+
+
 def test_min_scene_len_drops_cuts_too_close_together():
     frames = shots(10, 3, 10)
     assert detect_cuts(frames, ScenesConfig(min_scene_len=2)) == [10, 13]

@@ -43,6 +43,41 @@ def test_frames_after_a_cut_do_not_depend_on_the_previous_shot():
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_missed_cut_restarts_the_smoother_by_itself():
+    rng = np.random.default_rng(7)
+    frames_a, depths_a = shot_frames(8, 48, 64, seed=1)
+    frames_b, depths_b = shot_frames(8, 48, 64, seed=2)
+    depths = [d + rng.normal(0, 0.05, d.shape).astype(np.float32) for d in depths_a + [3 * d + 1 for d in depths_b]]
+    frames = frames_a + frames_b
+    detected = smooth_sequence(depths, frames, cuts=[8])
+    smoother = TemporalSmoother()
+    missed, restarted = [], []
+    for depth, rgb in zip(depths, frames, strict=True):
+        missed.append(smoother(depth, rgb))
+        restarted.append(smoother.restarted)
+    assert restarted == [i == 8 for i in range(16)]  # at the missed cut only, never inside a shot
+    for x, y in zip(detected[8:], missed[8:], strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("length", [1, 2])
+def test_after_a_flash_the_smoother_goes_on_from_before_it(length):
+    frames, depths = noisy_static(12)
+    rng = np.random.default_rng(3)
+    for i in range(5, 5 + length):  # white frames, and the network's guesses at their depth
+        frames[i] = np.full_like(frames[i], 255)
+        depths[i] = rng.random(depths[i].shape, dtype=np.float32)
+    smoother = TemporalSmoother()
+    out, restarted = [], []
+    for depth, rgb in zip(depths, frames, strict=True):
+        out.append(smoother(depth, rgb))
+        restarted.append(smoother.restarted)
+    assert restarted == [i == 5 for i in range(12)]  # one restart at the flash; the shot resumes after it
+    after = 5 + length
+    unflashed = smooth_sequence(depths[:5] + depths[after:], frames[:5] + frames[after:])
+    np.testing.assert_array_equal(out[after], unflashed[5])  # exactly as if the flash had not been there
+
+
 def test_static_scene_with_noisy_estimates_converges():
     frames, depths = noisy_static(30)
     raw = smooth_sequence(depths, frames, strength=0.0)
