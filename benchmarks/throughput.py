@@ -80,7 +80,7 @@ from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
 from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device
 from stereoconv.encode import VideoWriter
-from stereoconv.engine import choose_synthesizer, depth_shape, threaded
+from stereoconv.engine import choose_synthesizer, depth_shape, threaded, with_cuts
 from stereoconv.errors import StereoconvError
 from stereoconv.media import Frame, VideoInfo, decode, probe
 from stereoconv.packing import pack, packed_size
@@ -339,14 +339,8 @@ def model_alone(
 
 
 def scene_stage(frames: Sequence[Frame], config: PipelineConfig) -> tuple[list[bool], float]:
-    """Cut flags (True on the first frame of a shot) from the pipeline's detector."""
-
-    def run() -> list[bool]:
-        detector = make_detector(config.scenes)
-        decisions = [d for f in frames for d in detector.push(f.rgb)] + detector.flush()
-        return [is_cut for _, is_cut in decisions]
-
-    return timed(run)
+    """Cut flags (True on the first frame of a shot) from the pipeline's detector, as the engine pairs them."""
+    return timed(lambda: [is_cut for _, is_cut in with_cuts(frames, make_detector(config.scenes))])
 
 
 def _no_model() -> Any:
