@@ -330,7 +330,7 @@ def frame_stream(
         contextlib.closing(frames),
         contextlib.closing(
             stereo_frames(frames, estimator, config, render=render, cuts=cuts, first_index=first_index)
-        ) as items,  # fmt: skip
+        ) as items,
     ):
         yield items
 
