@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: where things are, the machine's facts, stereoconv's source state, JSON, tables.
+"""The benchmarks' one harness: where things are, the command line, timing, the machine's facts, stereoconv's source
+state, tables and JSON. A script holds only its measurement and its tables' rows.
 
 The scripts import it as ``_common``: running ``python benchmarks/X.py`` puts benchmarks/ first on ``sys.path``, and
 each script adds its own folder where it is loaded some other way (by file path, as tests/test_dibr_torch.py does).
@@ -14,9 +15,10 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import cv2
 import numpy as np
@@ -24,6 +26,34 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # ../shared/data, next to the repository
 RESULTS = REPO / "benchmarks" / "results"  # git-ignored
+TESTS = REPO / "tests"  # the scripts make their inputs with the tests' own helpers (synth, depth_zoo...)
+
+T = TypeVar("T")
+
+
+def parser(script: str, description: str, **options: Any) -> argparse.ArgumentParser:
+    """The script's argument parser with ``--json`` (see :func:`add_json_option`); ``options`` go to ArgumentParser
+    (by default defaults are shown in --help)."""
+    options.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+    made = argparse.ArgumentParser(description=description, **options)
+    add_json_option(made, script)
+    return made
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    """``fn()`` and the seconds it took (wall clock)."""
+    started = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - started
+
+
+def best_time(fn: Callable[[], T], repeat: int) -> tuple[T, float]:
+    """``fn()`` (from the last run) and the fewest seconds any of ``repeat`` runs took."""
+    best = math.inf
+    for _ in range(repeat):
+        result, seconds = timed(fn)
+        best = min(best, seconds)
+    return result, best
 
 
 def failer(script: str) -> Callable[[str], NoReturn]:
@@ -61,6 +91,11 @@ def machine_facts(runtime: Mapping[str, Any] | None = None, **extra: Any) -> dic
         "opencv": cv2.__version__,
         **extra,
     }
+
+
+def facts_line(facts: Mapping[str, Any]) -> str:
+    """``machine: KEY VALUE, ...``: a report's first line."""
+    return "machine: " + ", ".join(f"{k} {v}" for k, v in facts.items())
 
 
 def file_hash(path: Path) -> str:
@@ -113,6 +148,21 @@ def write_json(path: Path, report: Mapping[str, Any]) -> None:
     """``report`` as strict JSON (non-finite floats as null, see :func:`finite`), indented, into ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(finite(report), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def finish(path: Path, report: Mapping[str, Any], label: str = "results") -> None:
+    """Write ``report`` as JSON to ``path`` (:func:`write_json`) and say where: a report's last line."""
+    write_json(path, report)
+    print(f"{label}: {path}")
+
+
+def markdown(rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table, the first row the header, columns padded to their widest cell."""
+    widths = [max(3, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.replace("|", "/").ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+             for row in rows]  # fmt: skip
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
 
 
 def table(rows: Sequence[Sequence[str]], right: Sequence[bool]) -> str:

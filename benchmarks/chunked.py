@@ -19,15 +19,14 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-from _common import REPO, SHARED_DATA, add_json_option, failer, machine_facts, table, write_json
+from _common import SHARED_DATA, TESTS, facts_line, failer, finish, machine_facts, parser, table, timed
 
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(TESTS))
 from synth import make_tiny_model
 
 from stereoconv import PipelineConfig, convert
@@ -38,14 +37,12 @@ DEFAULT_INPUT = SHARED_DATA / "videos" / "pyscenedetect" / "issue-134-rotate.mp4
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="a real clip with scene cuts and audio")
-    parser.add_argument("--chunk-seconds", type=float, default=3.0, help="chunk length for the chunked runs [s]")
-    parser.add_argument("--input-size", type=int, default=196, help="depth model input short side [px]")
-    parser.add_argument("--no-ray", action="store_true", help="skip the Ray run")
-    add_json_option(parser, "chunked")
-    return parser.parse_args(argv)
+    args = parser("chunked", __doc__.splitlines()[0])
+    args.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="a real clip with scene cuts and audio")
+    args.add_argument("--chunk-seconds", type=float, default=3.0, help="chunk length for the chunked runs [s]")
+    args.add_argument("--input-size", type=int, default=196, help="depth model input short side [px]")
+    args.add_argument("--no-ray", action="store_true", help="skip the Ray run")
+    return args.parse_args(argv)
 
 
 def decoded(path: Path) -> tuple[list[np.ndarray], list[float]]:
@@ -59,9 +56,7 @@ def decoded(path: Path) -> tuple[list[np.ndarray], list[float]]:
 
 
 def timed_convert(source: Path, output: Path, config: PipelineConfig, **options: Any) -> float:
-    started = time.perf_counter()
-    convert(source, output, config, **options)
-    return time.perf_counter() - started
+    return timed(lambda: convert(source, output, config, **options))[1]
 
 
 def compare(single: Path, other: Path, work_dir: Path) -> dict[str, Any]:
@@ -93,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.input.exists():
         fail(f"input not found: {args.input}")
-    print("machine:", ", ".join(f"{k} {v}" for k, v in machine_facts().items()))
+    print(facts_line(machine_facts()))
     with tempfile.TemporaryDirectory(prefix="stereoconv-chunked-") as tmp_name:
         tmp = Path(tmp_name)
         model = make_tiny_model(tmp / "model")
@@ -127,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{'yes' if c['on_cut_identical'] else 'NO'} ({c['on_cut_frames']})",
                      f"{c['mid_shot_max_abs']}", f"{c['mid_shot_mean_abs']:.3f}"])  # fmt: skip
     print(table(rows, [False, True, False, True, False, True, True]))
-    write_json(args.json, {"machine": machine_facts(), "runs": runs, "checks": checks})
-    print(f"results: {args.json}")
+    finish(args.json, {"machine": machine_facts(), "runs": runs, "checks": checks})
     return 0
 
 

@@ -52,7 +52,7 @@ from typing import Any
 import av
 import av.error
 import numpy as np
-from _common import REPO, SHARED_DATA, add_json_option, machine_facts, source_line, source_state, write_json
+from _common import REPO, SHARED_DATA, facts_line, finish, machine_facts, markdown, parser, source_line, source_state
 
 sys.path.insert(0, str(REPO / "tests"))
 from synth import _write_tone, make_clip, shot_frames
@@ -676,34 +676,24 @@ def cells(record: dict[str, Any]) -> list[str]:
     return [record["kind"], exit_text, video, colour, "; ".join(streams) or "-", timing, notes_text]
 
 
-def markdown(rows: Sequence[Sequence[str]]) -> str:
-    """A markdown table, the first row the header, columns padded to their widest cell."""
-    widths = [max(3, *(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(c.replace("|", "/").ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-             for row in rows]  # fmt: skip
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
 HEADER = ["kind", "exit", "video out", "colour out", "audio/subs/chapters", "timing", "notes"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="skip the 8K frames and the real clips")
-    parser.add_argument("--only", default=None, metavar="TEXT", help="run only the kinds whose name contains TEXT")
-    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
-                        help="make the inputs and outputs in DIR (kept) instead of a temporary folder")  # fmt: skip
-    add_json_option(parser, "media_fidelity")
-    return parser.parse_args(argv)
+    made = parser("media_fidelity", __doc__.splitlines()[0])
+    made.add_argument("--quick", action="store_true", help="skip the 8K frames and the real clips")
+    made.add_argument("--only", default=None, metavar="TEXT", help="run only the kinds whose name contains TEXT")
+    made.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                      help="make the inputs and outputs in DIR (kept) instead of a temporary folder")  # fmt: skip
+    return made.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    state = source_state(*(REPO / "stereoconv" / f"{name}.py" for name in ("media", "encode", "colour", "pipeline")))
+    files = ("media", "encode", "colour", "engine", "single_pass")
+    state = source_state(*(REPO / "stereoconv" / f"{name}.py" for name in files))
     facts = machine_facts({"pyav": av.__version__, "ffmpeg": getattr(av, "ffmpeg_version_info", None)})
-    print("machine:", ", ".join(f"{k} {v}" for k, v in facts.items()))
+    print(facts_line(facts))
     print(source_line(state))
     cases = [c for c in CASES if (c.quick or not args.quick) and (args.only is None or args.only in c.kind)]
     skipped = []
@@ -737,9 +727,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"- {kind}: {finding}")
     for skip in skipped:
         print(f"- skipped {skip['kind']}: {skip['reason']}")
-    write_json(args.json, {"machine": facts, "stereoconv": state, "quick": args.quick, "cases": records,
-                           "skipped": skipped, "findings": [{"kind": k, "finding": f} for k, f in found]})  # fmt: skip
-    print(f"results: {args.json}")
+    finish(args.json, {"machine": facts, "stereoconv": state, "quick": args.quick, "cases": records,
+                       "skipped": skipped, "findings": [{"kind": k, "finding": f} for k, f in found]})  # fmt: skip
     return 0
 
 

@@ -14,34 +14,33 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _common import REPO, add_json_option, machine_facts, table, write_json
+from _common import TESTS, finish, machine_facts, parser, table, timed
 
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(TESTS))
 from depth_zoo import MATRIX_HEADER, SAMPLES, MatrixRow, make_matrix_clip, missing_reason, run_sample
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_json_option(parser, "model_matrix")
-    args = parser.parse_args(argv)
+    args = parser("model_matrix", __doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args(argv)
 
     import torch
     import transformers
 
     rows: list[MatrixRow] = []
     skipped: list[tuple[str, str]] = []
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = make_matrix_clip(Path(tmp) / "clip.mp4")
-        for k, sample in enumerate(SAMPLES):
-            if (reason := missing_reason(sample)) is not None:
-                skipped.append((sample.name, reason))
-                continue
-            rows.append(run_sample(sample, Path(tmp) / f"sample{k}", clip))
-    seconds = time.perf_counter() - started
+
+    def run() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            clip = make_matrix_clip(Path(tmp) / "clip.mp4")
+            for k, sample in enumerate(SAMPLES):
+                if (reason := missing_reason(sample)) is not None:
+                    skipped.append((sample.name, reason))
+                    continue
+                rows.append(run_sample(sample, Path(tmp) / f"sample{k}", clip))
+
+    seconds = timed(run)[1]
 
     print(f"transformers {transformers.__version__}, torch {torch.__version__}; {seconds:.0f} s\n")
     print(table([MATRIX_HEADER, *[r.cells() for r in rows]], [False] * 5 + [True]))
@@ -53,13 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     internal = [r.name for r in rows if "internal error" in r.message]
     print(f"\nexit 0: {sum(r.exit == 0 for r in rows)}, refused (exit 4): {sum(r.exit == 4 for r in rows)}, "
           f"other: {sum(r.exit not in (0, 4) for r in rows)}, internal errors: {len(internal)}")  # fmt: skip
-    write_json(args.json, {
+    finish(args.json, {
         "machine": machine_facts({"torch": torch.__version__, "transformers": transformers.__version__}),
         "seconds": seconds,
         "rows": [vars(r) for r in rows],
         "skipped": [{"name": n, "reason": r} for n, r in skipped],
-    })  # fmt: skip
-    print(f"wrote {args.json}")
+    }, "wrote")  # fmt: skip
     return 0 if not internal and all(r.exit in (0, 4) for r in rows) else 1
 
 

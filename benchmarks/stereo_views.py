@@ -66,18 +66,28 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path (tests do): _common sits next to it
     sys.path.append(str(Path(__file__).resolve().parent))
 
 import cv2
 import numpy as np
-from _common import SHARED_DATA, add_json_option, failer, machine_facts, source_line, source_state, table, write_json
+from _common import (
+    SHARED_DATA,
+    best_time,
+    facts_line,
+    failer,
+    finish,
+    machine_facts,
+    parser,
+    source_line,
+    source_state,
+    table,
+)
 
 import stereoconv.dibr
 import stereoconv.refine
@@ -91,7 +101,6 @@ EDGE_BAND_PX = 4
 EPSILON = 1e-6  # slack when testing whether a column lies in a surface segment's interval
 SURFACE_JUMP_PX = 1.0  # neighbours whose disparities differ by at most this are one surface
 
-T = TypeVar("T")
 Method = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -115,34 +124,23 @@ SCENES = (
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Synthesize the right view of Middlebury stereo pairs from the left image and ground-truth "
-        "disparity with stereoconv and with baselines, and compare each with the real right image.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    made = parser(
+        "stereo_views",
+        "Synthesize the right view of Middlebury stereo pairs from the left image and ground-truth disparity with "
+        "stereoconv and with baselines, and compare each with the real right image.",
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the middlebury_* scenes")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per method and scene (the best is kept)")
-    add_json_option(parser, "stereo_views")
-    parser.add_argument("--save-images", type=Path, default=None, metavar="DIR", help="write every view as PNG here")
-    parser.add_argument("--figure", type=Path, default=None, metavar="PNG",
-                        help="write README's before/after picture (cones, a held-out degradation) here")  # fmt: skip
-    args = parser.parse_args(argv)
+    made.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding the middlebury_* scenes")
+    made.add_argument("--repeat", type=int, default=3, help="timed runs per method and scene (the best is kept)")
+    made.add_argument("--save-images", type=Path, default=None, metavar="DIR", help="write every view as PNG here")
+    made.add_argument("--figure", type=Path, default=None, metavar="PNG",
+                      help="write README's before/after picture (cones, a held-out degradation) here")  # fmt: skip
+    args = made.parse_args(argv)
     if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+        made.error("--repeat must be at least 1")
     return args
 
 
 fail = failer("stereo_views")
-
-
-def best_time(fn: Callable[[], T], repeat: int) -> tuple[T, float]:
-    """``fn()`` (from the last run) and the fewest seconds any of ``repeat`` runs took."""
-    best = math.inf
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - started)
-    return result, best
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -690,7 +688,7 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 def print_report(report: dict[str, Any]) -> None:
-    print("machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()))
+    print(facts_line(report["machine"]))
     print(source_line(report["stereoconv"]))
     for name, scene in report["scenes"].items():
         low, high = scene["disparity_range"]
@@ -733,8 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(report)
     print()
     print_model_like(report["model_like"])
-    write_json(args.json, report)
-    print(f"results: {args.json}")
+    finish(args.json, report)
     return 0
 
 

@@ -64,7 +64,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 if str(Path(__file__).resolve().parent) not in sys.path:  # loaded by file path (tests do): _common sits next to it
     sys.path.append(str(Path(__file__).resolve().parent))
@@ -73,17 +73,18 @@ import av
 import cv2
 import numpy as np
 import torch
-from _common import REPO, SHARED_DATA, add_json_option, failer, machine_facts, table, write_json
+from _common import SHARED_DATA, TESTS, facts_line, failer, finish, machine_facts, parser, table, timed
 
+from stereoconv import convert
 from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
 from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device
 from stereoconv.encode import VideoWriter
+from stereoconv.engine import choose_synthesizer, depth_shape, threaded, with_cuts
 from stereoconv.errors import StereoconvError
 from stereoconv.media import Frame, VideoInfo, decode, probe
 from stereoconv.packing import pack, packed_size
 from stereoconv.parallax import StereoRenderer, render_views
-from stereoconv.pipeline import choose_synthesizer, convert, depth_shape, threaded
 from stereoconv.scenes import make_detector
 from stereoconv.temporal import TemporalSmoother
 
@@ -92,42 +93,42 @@ REAL_MODEL_CONFIG = SHARED_DATA / "models" / "depth-anything-v2-small-config"
 DEFAULT_FRAMES = {"cpu": 16, "cuda": 240}  # the real-size model takes seconds per frame on a CPU
 TARGETS = {"A": 1.3, "B": 1.1, "C": 1.1, "D": 0.1}
 
-T = TypeVar("T")
-
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Measure stereoconv's throughput and memory as four ratios (cached re-render / transcode, "
-        "pipeline / model alone, peak RSS 60 s / 10 s, cached re-render / fresh run) and each stage's cost per frame."
+    made = parser(
+        "throughput",
+        "Measure stereoconv's throughput and memory as four ratios (cached re-render / transcode, "
+        "pipeline / model alone, peak RSS 60 s / 10 s, cached re-render / fresh run) and each stage's cost per frame.",
+        formatter_class=argparse.HelpFormatter,
     )
-    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="input video (default: %(default)s)")
-    parser.add_argument(
+    made.add_argument("--input", type=Path, default=DEFAULT_INPUT, help="input video (default: %(default)s)")
+    made.add_argument(
         "--start",
         type=float,
         default=1.0,
         help="start of the measured range [s] (default: %(default)s: testvideo.mp4 is black before)",
     )
-    parser.add_argument(
+    made.add_argument(
         "--frames",
         type=int,
         default=None,
         help="frames to measure from --start (default: 16 on a CPU, 240 on a CUDA GPU)",
     )
-    parser.add_argument("--preset", default=None, help="stereoconv preset the settings come from (default: film)")
-    parser.add_argument("--layout", choices=LAYOUTS, default=None, help="stereo layout (default: the preset's)")
-    parser.add_argument(
+    made.add_argument("--preset", default=None, help="stereoconv preset the settings come from (default: film)")
+    made.add_argument("--layout", choices=LAYOUTS, default=None, help="stereo layout (default: the preset's)")
+    made.add_argument(
         "--input-size", type=int, default=None, help="depth model input short side [px] (default: the preset's)"
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="frames per model call (default: the preset's)")
-    parser.add_argument("--device", default="auto", help="depth model device: auto, cpu, cuda, mps (default: auto)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    parser.add_argument(
+    made.add_argument("--batch-size", type=int, default=None, help="frames per model call (default: the preset's)")
+    made.add_argument("--device", default="auto", help="depth model device: auto, cpu, cuda, mps (default: auto)")
+    made.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    made.add_argument(
         "--repeat",
         type=int,
         default=3,
         help="runs of the cached re-render and of the transcode; each gives its median (default: %(default)s)",
     )
-    parser.add_argument(
+    made.add_argument(
         "--rss-clips",
         type=float,
         nargs=2,
@@ -135,37 +136,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar=("SHORT", "LONG"),
         help="C: lengths of the two clips [s] (default: 10 60)",
     )
-    parser.add_argument(
-        "--rss-height", type=int, default=180, help="C: height of the clips [px] (default: %(default)s)"
-    )
-    parser.add_argument(
+    made.add_argument("--rss-height", type=int, default=180, help="C: height of the clips [px] (default: %(default)s)")
+    made.add_argument(
         "--rss-input-size",
         type=int,
         default=196,
         help="C: the tiny model's input short side [px] (default: %(default)s)",
     )
-    add_json_option(parser, "throughput")
-    args = parser.parse_args(argv)
+    args = made.parse_args(argv)
     if args.frames is not None and args.frames < 1:
-        parser.error("--frames must be at least 1")
+        made.error("--frames must be at least 1")
     if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
+        made.error("--repeat must be at least 1")
     short, long = args.rss_clips
     if not 0 < short < long:
-        parser.error("--rss-clips needs 0 < SHORT < LONG")
+        made.error("--rss-clips needs 0 < SHORT < LONG")
     if args.rss_height < 16:
-        parser.error("--rss-height must be at least 16")
+        made.error("--rss-height must be at least 16")
     return args
 
 
 fail = failer("throughput")
-
-
-def timed(fn: Callable[[], T]) -> tuple[T, float]:
-    """``fn()`` and the seconds it took."""
-    started = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - started
 
 
 def synchronize(device: torch.device) -> None:
@@ -194,9 +185,8 @@ def torch_machine_facts(device: torch.device) -> dict[str, Any]:
 
 def make_model(directory: Path, *, real_size: bool) -> Path:
     """A random-weight Depth Anything saved to ``directory`` by tests/synth.py (real-size or tiny)."""
-    tests = str(REPO / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
+    if str(TESTS) not in sys.path:
+        sys.path.insert(0, str(TESTS))
     from synth import make_tiny_model
     from transformers.utils import logging as hf_logging
 
@@ -349,14 +339,8 @@ def model_alone(
 
 
 def scene_stage(frames: Sequence[Frame], config: PipelineConfig) -> tuple[list[bool], float]:
-    """Cut flags (True on the first frame of a shot) from the pipeline's detector."""
-
-    def run() -> list[bool]:
-        detector = make_detector(config.scenes)
-        decisions = [d for f in frames for d in detector.push(f.rgb)] + detector.flush()
-        return [is_cut for _, is_cut in decisions]
-
-    return timed(run)
+    """Cut flags (True on the first frame of a shot) from the pipeline's detector, as the engine pairs them."""
+    return timed(lambda: [is_cut for _, is_cut in with_cuts(frames, make_detector(config.scenes))])
 
 
 def _no_model() -> Any:
@@ -739,7 +723,7 @@ def ratio_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def print_report(report: dict[str, Any]) -> None:
     facts, media, model = report["machine"], report["input"], report["model"]
-    print("machine: " + ", ".join(f"{k} {v}" for k, v in facts.items()))
+    print(facts_line(facts))
     print(
         f"input: {media['path']} ({media['width']}x{media['height']}, {media['fps']:.3f} fps), "
         f"{media['frames']} frames from {media['start']:g} s; output {media['output']}"
@@ -792,8 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         machine["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     report["ratios"] = ratios(report)
     print_report(report)
-    write_json(args.json, report)
-    print(f"results: {args.json}")
+    finish(args.json, report)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._version import __version__ as __version__
 from .config import (
     DepthConfig,
     MediaConfig,
@@ -23,8 +24,6 @@ from .config import (
     load_config,
 )
 from .errors import ConfigError, MediaError, ModelError, StereoconvError, UsageError
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
@@ -47,13 +46,13 @@ __all__ = [
     "load_config",
 ]
 
-_PIPELINE = {"convert", "detect_scenes", "ConvertResult", "SceneList"}
+_API = {"convert", "detect_scenes", "ConvertResult", "SceneList"}
 
 
 def __getattr__(name: str) -> Any:
-    # The pipeline pulls in torch and PyAV; load it on first use so `stereoconv presets` and config work stay fast.
-    if name in _PIPELINE:
-        from . import pipeline
+    # The drivers pull in torch and PyAV; load them on first use so `stereoconv presets` and config work stay fast.
+    if name in _API:
+        from . import api
 
-        return getattr(pipeline, name)
+        return getattr(api, name)
     raise AttributeError(f"module 'stereoconv' has no attribute {name!r}")

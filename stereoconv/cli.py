@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from ._version import __version__
 from .config import (
     DEFAULT_MODEL,
     DEFAULT_PRESET,
@@ -273,7 +273,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .pipeline import convert
+    from .api import convert
 
     config = load_config(args.preset, args.config, _overrides(args))
     if args.work_dir is None:
@@ -319,7 +319,7 @@ def _print_losses(losses: DecodeLosses, outcome: str, then: str) -> None:
 
 
 def _cmd_scenes(args: argparse.Namespace) -> int:
-    from .pipeline import detect_scenes
+    from .api import detect_scenes
 
     config = load_config(args.preset, args.config, _overrides(args))
     scenes = detect_scenes(args.input, config, progress=not args.quiet and not args.json)

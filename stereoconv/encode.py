@@ -24,7 +24,7 @@ import numpy as np
 from av.video.reformatter import Colorspace
 
 from .colour import AVCOL_RANGE_MPEG, DEEP_YUV, SWS_FLAGS, is_hdr, rgb_matrix, rgb_to_deep_yuv
-from .config import ENCODERS, PIX_FMTS, OutputConfig
+from .config import ENCODERS, PIX_FMTS, OutputConfig, PipelineConfig
 from .errors import StereoconvError, UsageError
 from .media import VideoInfo, ffmpeg_reason, open_input
 
@@ -221,6 +221,16 @@ def video_notes(config: OutputConfig, info: VideoInfo, path: Path) -> list[str]:
         return [f"HDR10 static metadata ({info.hdr10.describe()}) dropped: {config.codec} cannot take it here "
                 "(libx264 and libx265 can)"]  # fmt: skip
     return []
+
+
+def conversion_notes(info: VideoInfo, config: PipelineConfig, output: Path) -> list[str]:
+    """What a conversion of ``info`` to ``output`` changes of the source's picture, and why: colour it cannot keep
+    (:func:`video_notes`) and interlacing. The other streams' notes come from the writer."""
+    notes = video_notes(config.output, info, output)
+    if info.interlaced:
+        how = "deinterlaced with bwdif" if config.media.deinterlace else "use --deinterlace for a cleaner result"
+        notes.append(f"input is interlaced ({info.field_order}): {how}")
+    return notes
 
 
 class VideoWriter:

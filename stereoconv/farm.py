@@ -28,7 +28,6 @@ FFmpeg's concat demuxer joins it cleanly. Its timestamps are in milliseconds; th
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -42,7 +41,7 @@ from typing import Any
 import av
 import av.error
 
-from . import __version__
+from ._version import __version__
 from .config import PipelineConfig
 from .depth import DepthEstimator, model_fingerprint
 from .encode import (
@@ -51,25 +50,17 @@ from .encode import (
     atomic_output,
     check_output_path,
     check_writable_file,
+    conversion_notes,
     format_name,
     output_pix_fmt,
     renders_deep,
     tag_stereo_layout,
 )
+from .engine import frame_stream, open_estimator, scan
 from .errors import MediaError, StereoconvError, UsageError
-from .media import DecodeLosses, Frame, VideoInfo, decode, probe
+from .media import DecodeLosses, VideoInfo, probe
 from .packing import packed_size
-from .pipeline import (
-    choose_synthesizer,
-    conversion_notes,
-    open_estimator,
-    plan_stage,
-    render_stage,
-    threaded,
-    with_cuts,
-    with_depth,
-)
-from .scenes import make_detector
+from .progress import expected_frames, progress_bar
 
 JOB_FORMAT = "stereoconv-job"
 JOB_VERSION = 1
@@ -199,17 +190,16 @@ def split_frames(
 def _scan(info: VideoInfo, config: PipelineConfig, progress: bool) -> tuple[list[int], list[int], DecodeLosses]:
     """Source pts of every frame in the configured range, the cuts (with the detector ``convert`` uses) and what
     could not be decoded; decoded as ``convert`` does: tolerantly, or strictly (MediaError) with ``media.strict``."""
-    from .pipeline import expected_frames, progress_bar
-
     media = config.media
     pts: list[int] = []
     cuts: list[int] = []
     losses = None if media.strict else DecodeLosses()
-    frames = threaded(decode(info, media.start, media.end, media.decode_threads, losses,
-                             deinterlace=media.deinterlace))  # fmt: skip
     total = expected_frames(info, media.start, media.end)
-    with contextlib.closing(frames), progress_bar(total, progress, "planning") as bar:
-        for frame, is_cut in with_cuts(frames, make_detector(config.scenes)):
+    with (
+        scan(info, config, start=media.start, end=media.end, losses=losses) as decided,
+        progress_bar(total, progress, "planning") as bar,
+    ):
+        for frame, is_cut in decided:
             pts.append(frame.pts)
             if is_cut:
                 cuts.append(frame.index)
@@ -457,12 +447,6 @@ class ChunkResult:
     seconds: float
 
 
-def _with_known_cuts(frames: Iterable[Frame], cuts: set[int], offset: int) -> Iterator[tuple[Frame, bool]]:
-    """Pair each frame with the plan's cut decision (frame index ``offset`` + its index in this decode)."""
-    for frame in frames:
-        yield frame, frame.index + offset in cuts
-
-
 def render_chunk(
     job: Job,
     chunk: Chunk,
@@ -481,27 +465,28 @@ def render_chunk(
     config = job.config
     info = probe(job.input)  # the chunk is video only (VideoWriter video_only): assemble adds the rest once
     video, sidecar = chunk_paths(work_dir, chunk.index)
-    runtime = config.runtime
-    skip = chunk.first_frame - chunk.decode_first
     # What this decode loses is not reported: it is the plan's losses in this range, recorded when planned.
     losses = None if config.media.strict else DecodeLosses()
     deep = renders_deep(config.output, info, video)
-    frames = threaded(decode(info, chunk.decode_start, chunk.decode_end, config.media.decode_threads, losses,
-                             deinterlace=config.media.deinterlace, deep=deep))  # fmt: skip
-    depth = threaded(with_depth(_with_known_cuts(frames, set(job.cuts), chunk.decode_first), estimator),
-                     runtime.queue_frames, name="stereoconv-depth")  # fmt: skip
-    rendered = render_stage(plan_stage(depth, config, estimator), config.output.format,
-                            choose_synthesizer(config, estimator),
-                            runtime.render_workers, lambda frame: frame.index >= skip)  # fmt: skip
-    items = threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
     size = packed_size(info.width, info.height, config.output.format)
     pts: list[int] = []
     seen = 0
     with (
-        contextlib.closing(frames),
         atomic_output(video) as tmp,
         VideoWriter(tmp, info, size, config.output, start=config.media.start, video_only=True) as writer,
-        contextlib.closing(items),
+        # The plan's cuts, not detected again: every chunk sees exactly the cuts a single pass sees.
+        frame_stream(
+            info,
+            config,
+            estimator,
+            start=chunk.decode_start,
+            end=chunk.decode_end,
+            preroll=chunk.first_frame - chunk.decode_first,
+            cuts=job.cuts,
+            first_index=chunk.decode_first,
+            losses=losses,
+            deep=deep,
+        ) as items,
     ):
         for item in items:
             seen += 1

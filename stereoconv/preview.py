@@ -1,13 +1,13 @@
 """Preview one frame of a conversion as a PNG, rendered exactly as ``convert`` renders it.
 
 The frame at TIME is the first frame whose time is at or after TIME (the frame ``--start TIME`` would begin with);
-TIME is a time in the input, in seconds. It goes through :func:`~stereoconv.pipeline.stereo_frames`, the code path
+TIME is a time in the input, in seconds. It goes through :func:`~stereoconv.engine.frame_stream`, the code path
 of ``convert``, with the stages' state (temporal smoothing, convergence, floating window) warmed up on the frames of
 its shot before it:
 
 1. The frames from ``max(media.start, TIME - warmup)`` to TIME are scanned for scene cuts with the pipeline's own
    detector (decoding only: cheap).
-2. ``stereo_frames`` runs from the last cut up to TIME (every state resets there, in ``convert`` too, so nothing
+2. The engine runs from the last cut up to TIME (every state resets there, in ``convert`` too, so nothing
    earlier matters) or, if there is none, from the start of the warm-up, up to the frame at TIME. Decoding stops
    right after the frames the cut detector looks ahead to, so the stages do no work past TIME.
 
@@ -39,7 +39,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -50,11 +49,10 @@ import numpy as np
 from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig
 from .depth import DepthEstimator
 from .encode import atomic_output, check_writable_file
+from .engine import StereoFrame, frame_stream, open_estimator, scan
 from .errors import MediaError, StereoconvError, UsageError
-from .media import Frame, VideoInfo, decode, probe
+from .media import Frame, VideoInfo, probe
 from .packing import pack
-from .pipeline import StereoFrame, open_estimator, stereo_frames, threaded, with_cuts
-from .scenes import make_detector
 
 PreviewLayout = Literal["sbs", "anaglyph", "depth", "grid"]
 _TIME_TOLERANCE = 1e-6  # s, as media.decode compares times
@@ -144,6 +142,7 @@ class _Scan:
     last_cut: float | None  # time of the last cut up to and including the frame at TIME
     target: float  # time of the frame at TIME
     through: float  # time of the last frame the detector needed to decide it (its lookahead)
+    before: int  # frames from the run's start (the last cut, else the scan's start) to the frame at TIME
 
 
 def _scan(info: VideoInfo, at: float, start: float, config: PipelineConfig) -> _Scan:
@@ -152,23 +151,21 @@ def _scan(info: VideoInfo, at: float, start: float, config: PipelineConfig) -> _
     last_cut: float | None = None
     last_time: float | None = None
     decoded: list[float] = []
+    before = 0
 
-    def timed(frames: Iterator[Frame]) -> Iterator[Frame]:
-        for frame in frames:
-            decoded.append(frame.time)
-            yield frame
+    def timed(frame: Frame) -> None:
+        decoded.append(frame.time)
 
-    frames = threaded(
-        decode(info, start, config.media.end, config.media.decode_threads, deinterlace=config.media.deinterlace)
-    )
     try:
-        with contextlib.closing(frames):
-            for frame, is_cut in with_cuts(timed(frames), make_detector(config.scenes)):
+        with scan(info, config, start=start, end=config.media.end, on_decoded=timed) as decided:
+            for frame, is_cut in decided:
                 last_time = frame.time
                 if is_cut:
                     last_cut = frame.time
+                    before = 0
                 if frame.time >= at - _TIME_TOLERANCE:
-                    return _Scan(last_cut, frame.time, decoded[-1])
+                    return _Scan(last_cut, frame.time, decoded[-1], before)
+                before += 1
     except MediaError as exc:
         # decode() refuses a range with no frame at all: a start beyond the last frame.
         if last_time is None and info.duration is not None and start >= info.duration - 1.0 / max(info.fps, 1.0):
@@ -203,34 +200,28 @@ def preview_frame(
     info = probe(input)
     _check_time(at, config)
     start = max(config.media.start, at - warmup_seconds)
-    scan = _scan(info, at, start, config)  # before the model is loaded: a time beyond the end fails at once
-    run_start = scan.last_cut if scan.last_cut is not None else start
-    exact = scan.last_cut is not None or start == config.media.start
+    found = _scan(info, at, start, config)  # before the model is loaded: a time beyond the end fails at once
+    run_start = found.last_cut if found.last_cut is not None else start
+    exact = found.last_cut is not None or start == config.media.start
     # As convert chooses its estimator.
     estimator, cache = open_estimator(input, config, estimator, depth_cache)
 
     # Decoding stops just after the frames the cut detector looks ahead to: the stages, which run ahead of this loop
     # in their own threads, then have nothing more to work on.
-    end = scan.through + 1e-3  # decode() stops before the first frame at or after ``end``: any later frame
+    end = found.through + 1e-3  # decode() stops before the first frame at or after ``end``: any later frame
     if config.media.end is not None:
         end = min(end, config.media.end)
-    count = 0
-
-    def reached(frame: Frame) -> bool:
-        return frame.time >= scan.target - _TIME_TOLERANCE
-
-    frames = threaded(decode(info, run_start, end, config.media.decode_threads, deinterlace=config.media.deinterlace))
     with (
         contextlib.nullcontext() if cache is None else cache,  # exits last: stores what was computed
-        contextlib.closing(frames),
-        # Warm-up frames need the stateful stages only: rendering and packing them would be thrown away.
-        contextlib.closing(stereo_frames(frames, estimator, config, render=reached)) as items,
+        # Warm-up frames need the stateful stages only (the pre-roll): rendering and packing them would be thrown away.
+        frame_stream(info, config, estimator, start=run_start, end=end, preroll=found.before) as items,
     ):
-        for item in items:
-            if reached(item.frame):
+        for count, item in enumerate(items):
+            if item.frame.time >= found.target - _TIME_TOLERANCE:
+                if item.packed is None:  # decoded from the run's start, more frames came before it than in the scan
+                    break
                 return PreviewFrame(item, count, run_start, exact)
-            count += 1
-    raise StereoconvError(f"{info.path}: the frame at {scan.target:.3f} s was found, then not decoded again")
+    raise StereoconvError(f"{info.path}: the frame at {found.target:.3f} s was found, then not decoded again")
 
 
 def preview(

@@ -31,9 +31,9 @@ from typing import Any
 
 from .config import PipelineConfig
 from .depth import DepthEstimator
+from .engine import open_estimator
 from .errors import StereoconvError, UsageError
 from .farm import ChunkResult, Job, check_chunk, job_with_config, render_chunk
-from .pipeline import open_estimator
 
 # CPU actors when the cluster has no GPU: each decodes, runs the model and encodes with several threads already, so
 # more actors than this on one machine mostly fight over the same cores.

@@ -286,7 +286,7 @@ class ShotReport:
         return len(self._series["index"])
 
     def add_frame(self, item: Any) -> None:
-        """:meth:`add` for a :class:`~stereoconv.pipeline.StereoFrame` (``convert(..., on_frame=report.add_frame)``):
+        """:meth:`add` for a :class:`~stereoconv.engine.StereoFrame` (``convert(..., on_frame=report.add_frame)``):
         its frame, cut flag, the disparity and window of its ``plan``, and its ``holes`` if it has them."""
         frame, plan = item.frame, item.plan
         self.add(frame.index, frame.time, item.is_cut, frame.rgb, plan.disparity, window=plan.window,

@@ -22,6 +22,7 @@ from pathlib import Path
 from .config import PipelineConfig
 from .depth import DepthEstimator, model_fingerprint
 from .encode import check_output_path, output_pix_fmt
+from .engine import open_estimator
 from .errors import StereoconvError, UsageError
 from .farm import (
     DEFAULT_CHUNK_SECONDS,
@@ -38,7 +39,8 @@ from .farm import (
     settings_differ,
 )
 from .media import VideoInfo, probe
-from .pipeline import ConvertResult, open_estimator
+from .progress import progress_bar
+from .single_pass import ConvertResult
 
 WORK_MANIFEST = "job.json"
 BACKENDS = ("local", "ray")
@@ -148,7 +150,7 @@ def convert_in_work_dir(
     depth_cache: str | Path | None = None,
     progress: bool = False,
 ) -> ConvertResult:
-    """``convert`` as plan -> render -> assemble in ``work_dir``, resumable: see :func:`stereoconv.pipeline.convert`.
+    """``convert`` as plan -> render -> assemble in ``work_dir``, resumable: see :func:`stereoconv.api.convert`.
 
     The plan goes to ``work_dir/job.json`` and the chunks to ``work_dir/job.chunks/`` (so ``stereoconv render`` and
     ``assemble`` work on it too). A plan already there is reused when it is for the same input (by content), the
@@ -171,8 +173,6 @@ def convert_in_work_dir(
     run_chunks = _ray_run_chunks() if backend == "ray" else None
     if run_chunks is not None and estimator is not None:
         raise UsageError("the ray backend loads the configured model on its workers: it cannot use a given estimator")
-    from .pipeline import progress_bar
-
     started = time.perf_counter()
     say = _status_line if progress else (lambda line: None)
     info = probe(input)

@@ -236,13 +236,13 @@ def test_presets_list_and_show(capsys):
 
 
 def test_interrupted_convert_exits_130_without_output(two_shot_clip, tmp_path, tiny_model, capsys, monkeypatch):
-    import stereoconv.pipeline as pipeline
+    import stereoconv.single_pass as single_pass
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     # Ctrl-C arrives in the main thread, which encodes while the other stages run in theirs.
-    monkeypatch.setattr(pipeline.VideoWriter, "write", interrupted)
+    monkeypatch.setattr(single_pass.VideoWriter, "write", interrupted)
     out = tmp_path / "out.mp4"
     code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model), *TINY)
     assert code == 130

@@ -339,11 +339,11 @@ def test_anaglyph_from_a_pq_source_is_eight_bit_sdr(tmp_path):
 
 
 def test_cli_codec_and_pix_fmt_flags(tmp_path, monkeypatch, capsys):
-    import stereoconv.pipeline as pipeline
+    import stereoconv.single_pass as single_pass
     from stereoconv.cli import main
 
     src = make_source(tmp_path / "ten.mkv", 504)
-    monkeypatch.setattr(pipeline, "open_estimator", lambda *a, **k: (FlatDepth(), None))
+    monkeypatch.setattr(single_pass, "open_estimator", lambda *a, **k: (FlatDepth(), None))
     assert main(["convert", str(src), str(tmp_path / "out.mkv"), "--codec", "ffv1", "--pix-fmt", "yuv420p", "-q"]) == 0
     assert output_video(tmp_path / "out.mkv")[:2] == ("ffv1", "yuv420p")
     capsys.readouterr()

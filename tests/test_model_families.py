@@ -157,7 +157,7 @@ def test_offline_message_uses_the_hf_command(monkeypatch):
 
 
 def test_what_was_assumed_reaches_the_conversion_notes(matrix_clip, tmp_path):
-    from stereoconv.pipeline import convert
+    from stereoconv.api import convert
 
     hybrid = next(s for s in SAMPLES if s.name.startswith("DPT-hybrid"))
     if (reason := missing_reason(hybrid)) is not None:

@@ -11,8 +11,8 @@ import pytest
 from synth import OracleEstimator, make_clip, shot_frames
 
 from stereoconv import PipelineConfig, UsageError, convert
+from stereoconv.engine import stereo_frames, threaded
 from stereoconv.media import Frame
-from stereoconv.pipeline import stereo_frames, threaded
 from stereoconv.temporal import depth_percentiles, normalize
 
 

@@ -8,9 +8,9 @@ import pytest
 from synth import make_clip
 
 from stereoconv import PipelineConfig, UsageError
+from stereoconv.engine import stereo_frames
 from stereoconv.media import decode, probe
 from stereoconv.packing import pack
-from stereoconv.pipeline import stereo_frames
 from stereoconv.preview import colorize_depth, preview, preview_frame
 from stereoconv.temporal import depth_percentiles, normalize
 

@@ -168,7 +168,7 @@ def test_the_plan_knows_how_much_the_model_s_depth_was_upsampled(tiny_model, two
     from stereoconv.cache import cached_estimator
     from stereoconv.config import DepthConfig
     from stereoconv.depth import load_estimator
-    from stereoconv.pipeline import depth_shape
+    from stereoconv.engine import depth_shape
 
     config = DepthConfig(model=str(tiny_model), input_size=56)
     loaded = depth_shape(load_estimator(config))

@@ -11,8 +11,8 @@ from synth import shot_frames, texture
 
 from stereoconv.config import ScenesConfig
 from stereoconv.media import decode, probe
-from stereoconv.pipeline import detect_scenes
 from stereoconv.scenes import AdaptiveContentDetector, detect_cuts
+from stereoconv.single_pass import detect_scenes
 
 
 def shots(*lengths: int, h: int = 48, w: int = 64) -> list[np.ndarray]:

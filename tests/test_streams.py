@@ -130,10 +130,10 @@ def test_audio_none_and_aac(rich_clip, tmp_path, mode):
 
 
 def test_cli_audio_flag_and_notes(rich_clip, tmp_path, monkeypatch, capsys):
-    import stereoconv.pipeline as pipeline
+    import stereoconv.single_pass as single_pass
 
     path, depths = rich_clip
-    monkeypatch.setattr(pipeline, "open_estimator", lambda *a, **k: (OracleEstimator(depths), None))
+    monkeypatch.setattr(single_pass, "open_estimator", lambda *a, **k: (OracleEstimator(depths), None))
     out = tmp_path / "cli.mp4"
     assert main(["convert", str(path), str(out), "--audio", "none"]) == 0
     err = capsys.readouterr().err

@@ -1,0 +1,361 @@
+"""The frame engine: the one place the frame stream is built.
+
+decode -> scene cuts (detected, or given: a plan's cut list) -> depth -> temporal smoothing -> stereo plan ->
+rendering -> packing, for a range of the input with an optional pre-roll (frames that go through every stateful stage
+but are not rendered). Each stage is a generator over the frame stream, so the wiring reads like the pipeline. The
+stages overlap: decoding, cuts + depth, and smoothing + rendering each run in their own thread (rendering spread over
+a few worker threads), and the caller consumes the packed frames in its own, joined by bounded queues so memory does
+not grow with the video. An exception in any stage stops the others and surfaces in the caller; every thread is
+always joined, on Ctrl-C too.
+
+The engine knows nothing of the files a run writes, of chunks, jobs, reports or progress bars: those are the
+drivers' (:mod:`~stereoconv.single_pass`, :mod:`~stereoconv.preview`, :mod:`~stereoconv.farm`,
+:mod:`~stereoconv.resume`), each a loop over :func:`frame_stream` (or :func:`scan`, for cuts alone).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from .cache import CachedEstimator, cached_estimator
+from .config import PipelineConfig
+from .depth import DepthEstimator, load_estimator
+from .dibr import synthesize_view, torch_synthesizer
+from .errors import StereoconvError, UsageError
+from .media import DecodeLosses, Frame, VideoInfo, decode
+from .packing import pack
+from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
+from .scenes import CutDetector, make_detector
+from .temporal import TemporalSmoother
+
+T = TypeVar("T")
+
+
+# ----------------------------------------------------------------------------------------------------- stages
+
+
+def threaded(items: Iterable[T], maxsize: int = 8, name: str = "stereoconv-decode") -> Iterator[T]:
+    """Run ``items`` in a background thread behind a bounded queue.
+
+    The producer's exception is re-raised in the consumer; when the consumer stops early (an error downstream,
+    Ctrl-C) the producer is told to stop, and the thread is always joined.
+    """
+    q: queue.Queue[tuple[str, object]] = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+
+    def put(item: tuple[str, object]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as exc:
+            put(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name=name, daemon=True)
+    try:
+        # Started inside the try: an exception arriving just after the start (a signal) must still stop and join it.
+        thread.start()
+        while True:
+            kind, value = q.get()
+            if kind == "item":
+                yield value  # type: ignore[misc]
+            elif kind == "error":
+                raise value  # type: ignore[misc]
+            else:
+                return
+    finally:
+        stop.set()
+        if thread.ident is not None:  # it did start
+            thread.join()
+
+
+def with_cuts(frames: Iterable[Frame], detector: CutDetector) -> Iterator[tuple[Frame, bool]]:
+    """Pair each frame with whether it starts a new shot; holds back ``detector.lookahead`` frames."""
+    pending: deque[Frame] = deque()
+
+    def release(decisions: list[tuple[int, bool]]) -> Iterator[tuple[Frame, bool]]:
+        for index, is_cut in decisions:
+            frame = pending.popleft()
+            assert frame.index == index, f"detector decided frame {index}, next frame is {frame.index}"
+            yield frame, is_cut
+
+    for frame in frames:
+        pending.append(frame)
+        yield from release(detector.push(frame.rgb))
+    yield from release(detector.flush())
+
+
+def with_given_cuts(
+    frames: Iterable[Frame], cuts: Collection[int], first_index: int = 0
+) -> Iterator[tuple[Frame, bool]]:
+    """Pair each frame with a cut decision made before (a plan's): frame ``first_index + frame.index`` starts a shot
+    when it is in ``cuts``. Holds nothing back."""
+    cut_set = set(cuts)
+    for frame in frames:
+        yield frame, frame.index + first_index in cut_set
+
+
+def with_depth(
+    items: Iterable[tuple[Frame, bool]], estimator: DepthEstimator
+) -> Iterator[tuple[Frame, bool, np.ndarray]]:
+    """Add the raw depth (relative inverse depth, larger = nearer) to each frame, running the model in batches."""
+    batch: list[tuple[Frame, bool]] = []
+
+    def run() -> Iterator[tuple[Frame, bool, np.ndarray]]:
+        rgbs = [frame.rgb for frame, _ in batch]
+        if isinstance(estimator, CachedEstimator):  # a cache looks frames up by their source timestamp
+            depths = estimator(rgbs, keys=[frame.pts for frame, _ in batch])
+        else:
+            depths = estimator(rgbs)
+        if len(depths) != len(batch):
+            raise StereoconvError(f"depth estimator returned {len(depths)} maps for {len(batch)} frames")
+        for (frame, is_cut), depth in zip(batch, depths, strict=False):
+            yield frame, is_cut, depth
+        batch.clear()
+
+    for item in items:
+        batch.append(item)
+        if len(batch) >= estimator.batch_size:
+            yield from run()
+    if batch:
+        yield from run()
+
+
+@dataclass(frozen=True)
+class StereoFrame:
+    """One frame through every stage before encoding.
+
+    ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``plan``: the disparity,
+    convergence and floating window the views were rendered from. ``packed``: the frame in the output layout, rendered
+    from ``frame.source`` (uint8, or uint16 from a deep source's ``picture``)
+    (None for a frame of the pre-roll, which is not rendered).
+    ``is_cut``: the frame starts a new shot.
+    """
+
+    frame: Frame
+    is_cut: bool
+    depth: np.ndarray
+    plan: StereoPlan
+    packed: np.ndarray | None
+
+
+def _closing(items: Iterable[object]) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
+def plan_stage(
+    items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig, estimator: DepthEstimator | None = None
+) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
+    """Temporal smoothing and the stereo plan (convergence, disparity, refined edges, window): the stateful steps, in
+    frame order. ``estimator``: the one the depth came from, which says how much its maps were upsampled."""
+    smoother = TemporalSmoother(config.temporal)
+    renderer = StereoRenderer(config.stereo, depth_shape=depth_shape(estimator))
+    try:
+        for frame, is_cut, raw_depth in items:
+            depth = smoother(raw_depth, frame.rgb, cut=is_cut)
+            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut, image=frame.rgb)
+    finally:
+        _closing(items)
+
+
+def render_stage(
+    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan]],
+    layout: str,
+    synthesize: Synthesizer = synthesize_view,
+    workers: int = 1,
+    wanted: Callable[[Frame], bool] | None = None,
+) -> Iterator[StereoFrame]:
+    """Both eyes and the packed frame for each planned frame (only for frames ``wanted`` accepts, if given; the
+    others come through with ``packed=None``). Rendering needs no state, so ``workers`` threads render different
+    frames at once; results come out in frame order, whatever finishes first."""
+
+    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan]) -> StereoFrame:
+        frame, is_cut, depth, plan = item
+        if wanted is not None and not wanted(frame):
+            return StereoFrame(frame, is_cut, depth, plan, None)
+        left, right = render_views(frame.source, plan.disparity, plan.window, synthesize)
+        return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout))
+
+    if workers <= 1:
+        try:
+            yield from map(render, items)
+        finally:
+            _closing(items)
+        return
+    pending: deque[Future[StereoFrame]] = deque()
+    with ThreadPoolExecutor(workers, thread_name_prefix="stereoconv-render") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(render, item))
+                if len(pending) > workers:  # keep the workers busy, hold no more than that many frames
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            _closing(items)
+
+
+def depth_shape(estimator: DepthEstimator | None) -> Callable[[int, int], tuple[int, int]] | None:
+    """The size of the depth map ``estimator``'s model delivers for a frame size, from how it feeds the model (its
+    ``prep``: a loaded model's, or a depth cache's read from the model's files); None where that is unknown (an
+    estimator given through the API without one)."""
+    prep = getattr(estimator, "prep", None)
+    return prep.input_shape if prep is not None else None
+
+
+def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
+    """numpy view synthesis, or the torch path on the model's device (``runtime.renderer``; auto: torch on CUDA)."""
+    choice = config.runtime.renderer
+    device = getattr(estimator, "device", None)
+    on_cuda = isinstance(device, torch.device) and device.type == "cuda"
+    if choice == "numpy" or (choice == "auto" and not on_cuda):
+        return synthesize_view
+    return torch_synthesizer(device if isinstance(device, torch.device) else "cpu")
+
+
+def stereo_frames(
+    frames: Iterable[Frame],
+    estimator: DepthEstimator,
+    config: PipelineConfig,
+    *,
+    render: Callable[[Frame], bool] | None = None,
+    cuts: Collection[int] | None = None,
+    first_index: int = 0,
+) -> Iterator[StereoFrame]:
+    """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order.
+
+    ``render``: if given, only frames it accepts are rendered and packed; the others still go through every stateful
+    stage (a pre-roll) and come out with ``packed=None``. ``cuts``: if given, the shots start at these frames
+    (counted so that the first frame here is ``first_index``: see :func:`with_given_cuts`) instead of where the
+    configured detector finds cuts.
+
+    The stages overlap: cuts and depth run in one thread, smoothing and planning then rendering and packing in
+    another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
+    ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
+    """
+    runtime = config.runtime
+    if cuts is None:
+        decided = with_cuts(frames, make_detector(config.scenes))
+    else:
+        decided = with_given_cuts(frames, cuts, first_index)
+    depth = threaded(with_depth(decided, estimator), runtime.queue_frames, name="stereoconv-depth")
+    planned = plan_stage(depth, config, estimator)
+    synthesize = choose_synthesizer(config, estimator)
+    rendered = render_stage(planned, config.output.format, synthesize, runtime.render_workers, render)
+    return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
+
+
+# -------------------------------------------------------------------------------------------------- the stream
+
+
+def open_estimator(
+    input: str | Path,
+    config: PipelineConfig,
+    estimator: DepthEstimator | None = None,
+    depth_cache: str | Path | None = None,
+) -> tuple[DepthEstimator, CachedEstimator | None]:
+    """The depth estimator a run uses, and the cache if it is one: the given ``estimator``, else the configured model
+    behind ``depth_cache`` (loaded only on a cache miss), else the configured model. The cache must be closed after
+    the run (it is a context manager) to store its last frames."""
+    if estimator is None and depth_cache is not None:
+        cache = cached_estimator(depth_cache, input, config.depth)
+        return cache, cache
+    if estimator is None:
+        return load_estimator(config.depth), None
+    if depth_cache is not None:
+        raise UsageError("a depth cache needs the configured model: it cannot key the output of a given estimator")
+    return estimator, None
+
+
+@contextlib.contextmanager
+def frame_stream(
+    info: VideoInfo,
+    config: PipelineConfig,
+    estimator: DepthEstimator,
+    *,
+    start: float,
+    end: float | None,
+    preroll: int = 0,
+    cuts: Collection[int] | None = None,
+    first_index: int = 0,
+    losses: DecodeLosses | None = None,
+    deep: bool = False,
+) -> Iterator[Iterator[StereoFrame]]:
+    """The frames of ``info`` whose times fall in ``[start, end)`` seconds through every stage, in decode order, as
+    a context manager: leaving it stops and joins every stage thread, then closes the decoder.
+
+    ``preroll``: the first this many frames go through every stateful stage (cuts, depth, smoothing, the plan) but
+    are not rendered or packed (``packed=None``): they warm up the state of a range that starts mid-shot.
+    ``cuts``, ``first_index``: the cuts given (a plan's), as for :func:`stereo_frames`; None: detected.
+    ``losses``: decode tolerantly, recording the frames lost in it (None: strictly, MediaError on any loss).
+    ``deep``: frames of a deep source also carry their 16-bit ``picture``, which is what gets rendered.
+    Decoding uses ``config.media``'s threads and deinterlacing; the range is the caller's (not ``media.start``).
+    """
+    media = config.media
+    frames = threaded(decode(info, start, end, media.decode_threads, losses, deinterlace=media.deinterlace,
+                             deep=deep))  # fmt: skip
+    render = (lambda frame: frame.index >= preroll) if preroll > 0 else None
+    # Closed first (a with-statement exits in reverse): the stage threads stop and are joined before the decoder
+    # they read from is closed.
+    with (
+        contextlib.closing(frames),
+        contextlib.closing(
+            stereo_frames(frames, estimator, config, render=render, cuts=cuts, first_index=first_index)
+        ) as items,
+    ):
+        yield items
+
+
+@contextlib.contextmanager
+def scan(
+    info: VideoInfo,
+    config: PipelineConfig,
+    *,
+    start: float,
+    end: float | None,
+    losses: DecodeLosses | None = None,
+    on_decoded: Callable[[Frame], None] | None = None,
+) -> Iterator[Iterator[tuple[Frame, bool]]]:
+    """The first steps of the stream alone: the frames of ``info`` in ``[start, end)`` seconds paired with whether
+    each starts a new shot (the configured detector, as :func:`frame_stream` decides), as a context manager that
+    closes the decoder. Decoding only, no model: cheap. ``losses``: as for :func:`frame_stream`. ``on_decoded``:
+    called with each frame as it is decoded, before the detector's lookahead holds it back."""
+    media = config.media
+    frames = threaded(decode(info, start, end, media.decode_threads, losses, deinterlace=media.deinterlace))
+
+    def tapped(items: Iterable[Frame]) -> Iterator[Frame]:
+        for frame in items:
+            on_decoded(frame)  # type: ignore[misc]
+            yield frame
+
+    with contextlib.closing(frames):
+        yield with_cuts(frames if on_decoded is None else tapped(frames), make_detector(config.scenes))

@@ -1,0 +1,138 @@
+"""The single pass: ``convert`` writes the engine's frames, in one run over the input, to the output file (with a
+per-shot report if asked), and ``detect_scenes`` lists the cuts the engine's detector finds.
+
+This driver adds only its own concern to :mod:`stereoconv.engine`: checking the output (and report) before any work,
+the encoder, the progress bar, the report and the result. The resumable ``convert --work-dir`` is chosen above it
+(:func:`stereoconv.api.convert`), so the single pass knows nothing of farms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import PipelineConfig
+from .depth import DepthEstimator
+from .encode import VideoWriter, atomic_output, check_output_path, conversion_notes, renders_deep
+from .engine import StereoFrame, frame_stream, open_estimator, scan
+from .media import DecodeLosses, probe
+from .packing import packed_size
+from .progress import expected_frames, progress_bar
+from .report import ShotReport, check_report_path
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What a conversion did. ``output``: the file written (named by the layout when OUTPUT was a directory).
+    ``cuts``: indices of the first frame of each new shot (0-based, decode order)."""
+
+    output: Path
+    frames: int
+    cuts: list[int]
+    seconds: float
+    depth_cache: str | None = None  # what the depth cache did, e.g. "depth cache: 22 of 22 frames read, 0 computed"
+    work: str | None = None  # with a work directory: what it held and what became of it, e.g. "resumed: 3 of 5 ..."
+    losses: DecodeLosses | None = None  # frames lost to a damaged input (None with media.strict)
+    notes: list[str] = field(default_factory=list)  # what of the source was dropped or re-encoded, and why
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class SceneList:
+    """Result of scene detection: cut indices, the number of frames scanned and the stream's average frame rate."""
+
+    cuts: list[int]
+    frames: int
+    fps: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"cuts": self.cuts, "frames": self.frames, "fps": round(self.fps, 6)}
+
+
+def convert(
+    input: str | Path,
+    output: str | Path,
+    config: PipelineConfig | None = None,
+    *,
+    estimator: DepthEstimator | None = None,
+    depth_cache: str | Path | None = None,
+    report: str | Path | None = None,
+    progress: bool = False,
+    on_frame: Callable[[StereoFrame], None] | None = None,
+) -> ConvertResult:
+    """Convert ``input`` to a stereo 3D video at ``output`` in a single pass: see :func:`stereoconv.api.convert`,
+    which takes the same arguments (and, for a resumable run, a work directory)."""
+    config = config or PipelineConfig()
+    started = time.perf_counter()
+    info = probe(input)
+    out_path = check_output_path(output, input, config.output.format)
+    deep = renders_deep(config.output, info, out_path)  # also checks encoder, pix_fmt and container: before the model
+    report_path = check_report_path(report) if report is not None else None  # before any work, like the output
+    shots = ShotReport.for_video(info, config) if report_path is not None else None
+    estimator, cache = open_estimator(input, config, estimator, depth_cache)
+
+    media = config.media
+    cuts: list[int] = []
+    count = 0
+    losses = None if media.strict else DecodeLosses()
+    size = packed_size(info.width, info.height, config.output.format)
+    total = expected_frames(info, media.start, media.end)
+    with (
+        # Exits last, after every stage thread is joined: writes the cache's last, partial chunk.
+        contextlib.nullcontext() if cache is None else cache,
+        atomic_output(out_path) as tmp,
+        progress_bar(total, progress, "converting") as bar,
+        VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end) as writer,
+        # Closed first (a with-statement exits in reverse): the engine's threads stop before the writer finishes.
+        frame_stream(info, config, estimator, start=media.start, end=media.end, losses=losses, deep=deep) as items,
+    ):
+        for item in items:
+            if item.is_cut:
+                cuts.append(item.frame.index)
+            writer.write(item.packed, item.frame.pts)
+            count += 1
+            bar.update()
+            if shots is not None:
+                shots.add_frame(item)
+            if on_frame is not None:
+                on_frame(item)
+    summary = cache.stats.summary() if cache is not None else None
+    notes = conversion_notes(info, config, out_path) + model_notes(estimator) + writer.notes
+    if shots is not None and report_path is not None:
+        shots.write(report_path, losses=losses, notes=notes)
+    return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
+                         notes=notes)  # fmt: skip
+
+
+def model_notes(estimator: DepthEstimator) -> list[str]:
+    """What was assumed about the depth model in loading it (:attr:`TransformersDepthEstimator.notes
+    <stereoconv.depth.TransformersDepthEstimator>`): a family stereoconv does not know, an input size it ignores.
+    None for a model a depth cache never had to load."""
+    model = getattr(estimator, "model", None) if not hasattr(estimator, "notes") else estimator
+    return list(getattr(model, "notes", None) or [])
+
+
+def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, progress: bool = False) -> SceneList:
+    """Scan ``input`` for scene cuts with the same detector ``convert`` uses."""
+    config = config or PipelineConfig()
+    info = probe(input)
+    media = config.media
+    cuts: list[int] = []
+    count = 0
+    total = expected_frames(info, media.start, media.end)
+    with (
+        scan(info, config, start=media.start, end=media.end) as decided,
+        progress_bar(total, progress, "scanning") as bar,
+    ):
+        for frame, is_cut in decided:
+            count += 1
+            if is_cut:
+                cuts.append(frame.index)
+            bar.update()
+    return SceneList(cuts=cuts, frames=count, fps=info.fps)
