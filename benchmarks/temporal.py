@@ -936,7 +936,6 @@ def print_report(report: dict[str, Any]) -> None:
     on = float(np.mean([s["edge_band_flicker_px"]["refine_on"] for s in report["seeds"]]))
     rows.append(["mean", cell(off, ".4f"), cell(on, ".4f"), cell(on / off, ".3f")])
     print(table(rows, [False, True, True, True]))
-    print("\ntargets (stereoconv / unsmoothed, worst over the seeds):")
     print(f"\nmissed cuts: stereoconv with cut detection on (the true cuts) and off (none); depth: post-cut error "
           f"({POST_CUT_FRAMES} frames), convergence: error over {BLEED_FRAMES} frames after each cut, truth units; "
           "window: |off - on| band width, px; restarts: the smoother starting a shot by itself")  # fmt: skip
