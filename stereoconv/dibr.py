@@ -22,8 +22,11 @@ A view is made in three steps:
    background pixels in the row, smoothed over the rows of the hole, continuing the background instead of smearing
    one pixel (or the foreground) into it.
 
-:func:`warp_disparity_torch`, :func:`sample_view_torch`, :func:`fill_disocclusions_torch` and
-:func:`synthesize_view_torch` do the same on torch tensors on any device, for a frame or a batch of frames.
+On the CPU, :func:`synthesize_view` runs the three steps as one compiled pass per row (numba); the three functions
+above, composed in :func:`synthesize_view_reference`, state the same rules over whole arrays and are what it is
+tested against. :func:`warp_disparity_torch`, :func:`sample_view_torch`, :func:`fill_disocclusions_torch` and
+:func:`synthesize_view_torch` do the same on torch tensors on any device, for a frame or a batch of frames. Depth
+edges are refined before any of this (:func:`refine_disparity`, from :mod:`stereoconv.refine`).
 """
 
 from __future__ import annotations
