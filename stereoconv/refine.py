@@ -139,7 +139,7 @@ def _box_sum(values: np.ndarray, radius: int) -> np.ndarray:
     return cv2.boxFilter(values, depth, size, normalize=False, borderType=cv2.BORDER_REFLECT_101)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _largest_jump(disparity: np.ndarray) -> np.ndarray:
     """Per pixel, the largest absolute difference to a neighbour across or down (float32 HxW)."""
     height, width = disparity.shape
@@ -157,7 +157,7 @@ def _largest_jump(disparity: np.ndarray) -> np.ndarray:
     return jump
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _sides(
     disparity: np.ndarray, low: np.ndarray, high: np.ndarray, colour: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +181,7 @@ def _sides(
     return near, far
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _snap_pixels(
     disparity: np.ndarray,
     low: np.ndarray,
