@@ -56,6 +56,15 @@ def refine_radius(scale: float) -> int:
     return math.ceil(max(1.0, scale)) + 2
 
 
+def _checked_radius(scale: float, split: float, thin: bool, has_image: bool) -> int:
+    """:func:`refine_radius` for ``scale``, once the settings both paths take are checked (ValueError if not)."""
+    if not 0.0 <= split <= 1.0:
+        raise ValueError(f"split must be in [0, 1], got {split}")
+    if thin and not has_image:
+        raise ValueError("thin-structure restoration needs the image")
+    return refine_radius(scale)
+
+
 def refine_disparity(
     image: np.ndarray | None,
     disparity: np.ndarray,
@@ -98,11 +107,7 @@ def refine_disparity(
         raise ValueError(f"disparity must be HxW, got shape {disparity.shape}")
     if image is not None and image.shape[:2] != disparity.shape:
         raise ValueError(f"image {image.shape[:2]} and disparity {disparity.shape} sizes differ")
-    if not 0.0 <= split <= 1.0:
-        raise ValueError(f"split must be in [0, 1], got {split}")
-    if thin and image is None:
-        raise ValueError("thin-structure restoration needs the image")
-    radius = refine_radius(scale)
+    radius = _checked_radius(scale, split, thin, image is not None)
     if thin:
         disparity = _restore_thin(_colour(np.asarray(image), disparity.shape), disparity, radius)
     # Continued past the frame's border as a point reflection (a slope goes on as the same slope), so the windows see
@@ -330,14 +335,10 @@ def refine_disparity_torch(
         raise ValueError(f"disparity must be [H, W] or [B, H, W], got {tuple(disparity.shape)}")
     if image is not None and (image.ndim != disparity.ndim + 1 or image.shape[:-1] != disparity.shape):
         raise ValueError(f"image {tuple(image.shape)} must be disparity's shape {tuple(disparity.shape)} plus channels")
-    if not 0.0 <= split <= 1.0:
-        raise ValueError(f"split must be in [0, 1], got {split}")
-    if thin and image is None:
-        raise ValueError("thin-structure restoration needs the image")
+    radius = _checked_radius(scale, split, thin, image is not None)
     shape = disparity.shape
     height, width = shape[-2:]
     values = disparity.to(torch.float32).reshape(-1, height, width)
-    radius = refine_radius(scale)
     pad = 2 * radius
     colour = None
     if image is not None:
