@@ -132,6 +132,21 @@ class CacheStats:
     written: int = 0
     write_errors: int = 0
     last_error: str = ""
+    folder: str = ""  # where the cache stores this input's frames (for the warnings)
+
+    def warnings(self) -> list[str]:
+        """What the user must hear even with ``--quiet`` (one line each; printed as ``stereoconv: warning: ...``):
+        a cache that could not store what was computed (the next run computes it again), files that were damaged
+        or could not be read (discarded; their frames computed again)."""
+        lines = []
+        if self.write_errors:
+            lines.append(f"depth cache {self.folder} could not store frames ({self.last_error}): {self.written} of "
+                         f"{self.misses} frames computed were kept; the next run computes the other "
+                         f"{self.misses - self.written} again")  # fmt: skip
+        if self.damaged:
+            lines.append(f"depth cache {self.folder}: {self.damaged} damaged or unreadable file(s) discarded; their "
+                         "frames were computed again")  # fmt: skip
+        return lines
 
     def summary(self) -> str:
         text = f"depth cache: {self.hits} of {self.hits + self.misses} frames read, {self.misses} computed"
@@ -178,7 +193,7 @@ class DepthCache:
         self.key = hashlib.sha256(f"{FORMAT_VERSION}\n{input_fp}\n{model_fp}\n".encode()).hexdigest()[:32]
         self.folder = Path(directory).expanduser() / self.key
         self.chunk_frames = chunk_frames
-        self.stats = CacheStats()
+        self.stats = CacheStats(folder=str(self.folder))
         self._index: dict[int, dict[str, _Entry]] = {}  # pts -> frame digest -> where
         self._chunks: dict[str, _Chunk] = {}
         self._loaded: OrderedDict[str, np.ndarray] = OrderedDict()  # recently read payloads, (n, h, w)
@@ -186,13 +201,16 @@ class DepthCache:
         self._writable = True
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            meta = self.folder / "meta.json"
-            if not meta.exists():
-                info = {"format": FORMAT_VERSION, "input_fingerprint": input_fp, "model_fingerprint": model_fp,
-                        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(description or {})}  # fmt: skip
-                self._write_atomic(meta, json.dumps(info, indent=2, default=str).encode())
         except OSError as exc:
             raise UsageError(f"cannot use depth cache directory {directory}: {exc.strerror or exc}") from exc
+        meta = self.folder / "meta.json"
+        if not meta.exists():
+            info = {"format": FORMAT_VERSION, "input_fingerprint": input_fp, "model_fingerprint": model_fp,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(description or {})}  # fmt: skip
+            try:
+                self._write_atomic(meta, json.dumps(info, indent=2, default=str).encode())
+            except OSError as exc:  # a full disk, no permission: the run goes on, uncached (see stats.warnings)
+                self._write_failed(exc)
         for path in sorted(self.folder.glob(f"*{_SUFFIX}")):
             self._register(path)
         for path in self.folder.glob(".tmp-*"):  # left by a run that was killed while writing (not by a live one)
@@ -341,9 +359,7 @@ class DepthCache:
         try:
             self._write_atomic(self.folder / name, body + hashlib.sha256(body).digest())
         except OSError as exc:
-            self._writable = False  # disk full, permissions: the run goes on, uncached
-            self.stats.write_errors += 1
-            self.stats.last_error = f"{exc.strerror or exc}"
+            self._write_failed(exc)
             self._unindex_buffered(entries)
             return
         self.stats.written += len(entries)
@@ -351,6 +367,12 @@ class DepthCache:
         self._loaded[name] = maps
         while len(self._loaded) > 2:
             self._loaded.popitem(last=False)
+
+    def _write_failed(self, exc: OSError) -> None:
+        """Writing failed (disk full, permissions...): stop writing for this run, which goes on uncached."""
+        self._writable = False
+        self.stats.write_errors += 1
+        self.stats.last_error = f"{exc.strerror or exc}"
 
     def _unindex_buffered(self, entries: list[tuple[int, str]]) -> None:
         for pts, digest in entries:

@@ -1,7 +1,9 @@
 """Command line: parses arguments, builds a config, calls the API, and turns errors into one line and an exit code.
 
 Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model load, 5 converted but frames were lost
-to a damaged input (``--strict`` makes that exit 3 with no output), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+to a damaged input (``--strict`` makes that exit 3 with no output), 6 stopped by the machine (no space left,
+permission denied, read-only file system, a path that vanished, too many open files, I/O error), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .config import (
     preset_names,
     to_toml,
 )
-from .errors import EXIT_COMPLETED_WITH_LOSSES, StereoconvError, UsageError
+from .errors import EXIT_COMPLETED_WITH_LOSSES, StereoconvError, StorageError, UsageError, storage_error
 
 if TYPE_CHECKING:
     from .media import DecodeLosses
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stereoconv",
         description="Convert 2D video to stereoscopic 3D (monocular depth + DIBR).",
         epilog="exit codes: 0 ok, 1 other error, 2 usage/config, 3 input media, 4 model load, 5 converted but frames "
-        "were lost to a damaged input (see convert --strict), 130 interrupted, 143 terminated",
+        "were lost to a damaged input (see convert --strict), 6 stopped by the machine (no space left, permission "
+        "denied, read-only, a path vanished, too many open files), 130 interrupted, 143 terminated",
     )
     parser.add_argument("--version", action="version", version=f"stereoconv {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -289,11 +292,13 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                              progress=not args.quiet, work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
                              chunk_seconds=args.chunk_seconds or 60.0, backend=args.backend or "local",
                              ray_address=args.ray_address)  # fmt: skip
-        except (KeyboardInterrupt, Terminated):
+        except (KeyboardInterrupt, Terminated, StorageError):
             if os.path.isfile(os.path.join(args.work_dir, "job.json")):
                 print(f"stereoconv: finished chunks are kept in {args.work_dir}: run the same command again to "
                       "resume", file=sys.stderr)  # fmt: skip
             raise
+    for warning in result.warnings:  # even with --quiet: a farm's log must show why the next run is slow
+        print(f"stereoconv: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         for note in result.notes:
             print(f"stereoconv: {note}", file=sys.stderr)
@@ -399,7 +404,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
     total = sum(c.frames for c in chunks)
     progress = JsonProgress(total, args.progress_every, sys.stdout) if args.progress == "json" else None
     log = (lambda line: print(line, file=sys.stderr)) if args.progress == "text" else None
-    render(job, chunks, args.work_dir, model=args.model, depth_cache=args.depth_cache, progress=progress, log=log)
+    warnings: list[str] = []
+    render(job, chunks, args.work_dir, model=args.model, depth_cache=args.depth_cache, progress=progress, log=log,
+           warnings=warnings)  # fmt: skip
+    for warning in warnings:  # even without --progress text: why the next run is slow
+        print(f"stereoconv: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -422,6 +431,19 @@ COMMANDS = {"convert": _cmd_convert, "preview": _cmd_preview, "scenes": _cmd_sce
             "models": _cmd_models, "plan": _cmd_plan, "render": _cmd_render, "assemble": _cmd_assemble}  # fmt: skip
 
 
+def _storage_fault(exc: BaseException) -> StorageError | None:
+    """The environment fault (full disk, permission denied...) behind ``exc`` or its causes, if there is one."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        fault = storage_error(cause)
+        if fault is not None:
+            return fault
+        cause = cause.__cause__
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stereoconv`` command. Returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -429,8 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except StereoconvError as exc:
-        print(f"stereoconv: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        fault = _storage_fault(exc) if type(exc) is StereoconvError else None  # "writing failed" over a full disk
+        print(f"stereoconv: error: {fault or exc}", file=sys.stderr)
+        return (fault or exc).exit_code
     except KeyboardInterrupt:
         print("stereoconv: interrupted; no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -440,6 +463,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("STEREOCONV_DEBUG"):
             raise
+        fault = _storage_fault(exc)
+        if fault is not None:  # the user's full disk, not our internal error
+            print(f"stereoconv: error: {fault}", file=sys.stderr)
+            return fault.exit_code
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"stereoconv: internal error: {type(exc).__name__}: {first} "
               "(set STEREOCONV_DEBUG=1 for the traceback)", file=sys.stderr)  # fmt: skip

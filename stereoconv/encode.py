@@ -25,7 +25,7 @@ from av.video.reformatter import Colorspace
 
 from .colour import AVCOL_RANGE_MPEG, DEEP_YUV, SWS_FLAGS, is_hdr, rgb_matrix, rgb_to_deep_yuv
 from .config import ENCODERS, PIX_FMTS, OutputConfig, PipelineConfig
-from .errors import StereoconvError, UsageError
+from .errors import StereoconvError, UsageError, storage_error
 from .media import VideoInfo, ffmpeg_reason, open_input
 
 # File-name suffix of each layout, for outputs named after their input.
@@ -110,12 +110,20 @@ def atomic_output(output: Path) -> Iterator[Path]:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise UsageError(f"cannot write to output directory {directory}: {exc.strerror or exc}") from exc
+            raise storage_error(exc, output) or UsageError(f"cannot write to output directory {directory}: "
+                                                           f"{exc.strerror or exc}") from exc  # fmt: skip
     try:
         yield tmp
         os.replace(tmp, output)
+    except OSError as exc:  # a full disk, a vanished folder...: one line naming the output, not its temporary file
+        named = exc.filename is None or os.fsdecode(exc.filename) == str(tmp)
+        fault = storage_error(exc, output if named else None)
+        if fault is None:
+            raise
+        raise fault from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # its folder may be gone: the error above says so
+            tmp.unlink(missing_ok=True)
 
 
 # Matroska StereoMode of each layout, by the names FFmpeg's matroska muxer takes in the video stream's "stereo_mode"
@@ -262,6 +270,8 @@ class VideoWriter:
         try:
             self._out = av.open(str(path), mode="w", format=format_name(path))
         except (av.error.FFmpegError, OSError) as exc:
+            if storage_error(exc) is not None:
+                raise  # a full disk...: atomic_output names the output, not its temporary file
             raise StereoconvError(f"cannot create output file {path}: {ffmpeg_reason(exc)}") from exc
         try:
             self._video = self._add_video_stream(width, height, config)
@@ -352,6 +362,8 @@ class VideoWriter:
         try:
             self._out.mux(packets)
         except av.error.FFmpegError as exc:
+            if storage_error(exc) is not None:
+                raise  # a full disk...: atomic_output names the output, not its temporary file
             raise StereoconvError(f"writing the output failed: {ffmpeg_reason(exc)}") from exc
 
     def __enter__(self) -> VideoWriter:
@@ -517,6 +529,8 @@ class AudioCopy:
                     frame.pts = None if frame.pts is None else frame.pts - shift
                     self._out.mux(ostream.encode(frame))
         except av.error.FFmpegError as exc:
+            if storage_error(exc) is not None:
+                raise  # a full disk...: atomic_output names the output, not its temporary file
             raise StereoconvError(f"writing {kind} stream {packet.stream.index} failed: {ffmpeg_reason(exc)}") from exc
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ from .encode import (
     tag_stereo_layout,
 )
 from .engine import frame_stream, open_estimator, scan
-from .errors import MediaError, StereoconvError, UsageError
+from .errors import MediaError, StereoconvError, UsageError, storage_error
 from .media import DecodeLosses, VideoInfo, probe
 from .packing import packed_size
 from .progress import expected_frames, progress_bar
@@ -546,12 +546,15 @@ def render(
     depth_cache: str | Path | None = None,
     progress: JsonProgress | None = None,
     log: Callable[[str], None] | None = None,
+    warnings: list[str] | None = None,
 ) -> list[ChunkResult]:
     """Render ``chunks`` of ``job`` into ``work_dir`` (default: ``<job stem>.chunks`` beside the manifest),
     skipping those already rendered and intact; the model is loaded only if a chunk needs rendering.
 
     ``model``: load the depth model from here instead (a local copy on a farm node); when the plan recorded the
     model's fingerprint, this one must match it. ``estimator``: use this instead of loading any model (tests).
+    ``warnings``: if given, lines the user must hear even when quiet (a depth cache that could not store) are
+    appended to it.
     """
     work = Path(work_dir) if work_dir is not None else job.default_work_dir
     try:
@@ -599,6 +602,8 @@ def render(
     finally:
         if cache is not None:
             cache.close()
+            if warnings is not None:
+                warnings.extend(cache.stats.warnings())
     return results
 
 
@@ -631,6 +636,8 @@ def assemble(
         try:
             out = av.open(str(tmp), mode="w", format=format_name(tmp))
         except (av.error.FFmpegError, OSError) as exc:
+            if storage_error(exc) is not None:
+                raise  # a full disk...: atomic_output names the output, not its temporary file
             raise StereoconvError(f"cannot create output file {out_path}: {exc}") from exc
         try:
             carried = _remux(job, work, out, info, media.start, media.end)
@@ -683,6 +690,8 @@ def _remux(job: Job, work: Path, out: av.container.OutputContainer, info: VideoI
         if audio is not None:
             audio.write_until(float("inf"))
     except av.error.FFmpegError as exc:
+        if storage_error(exc) is not None:
+            raise  # a full disk...: atomic_output names the output, not its temporary file
         raise StereoconvError(f"writing the output failed: {exc}") from exc
     finally:
         if audio is not None:

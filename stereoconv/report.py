@@ -259,6 +259,7 @@ class ShotReport:
         self.source = None if source is None else str(source)
         self.losses: DecodeLosses | None = None
         self.notes: list[str] = []
+        self.warnings: list[str] = []
         self._rng = np.random.default_rng(_SEED)
         self._shots: list[ShotStats] = []
         self._shot: _Accumulator | None = None
@@ -401,6 +402,8 @@ class ShotReport:
             # frames a damaged input lost (null: not tracked) and what of the source was dropped or re-encoded
             "losses": None if self.losses is None else self.losses.to_dict(),
             "notes": list(self.notes),
+            # what went wrong around the conversion without stopping it (a depth cache that could not store...)
+            "warnings": list(self.warnings),
         }
         if per_frame:
             out["per_frame"] = {
@@ -428,15 +431,19 @@ class ShotReport:
         *,
         losses: DecodeLosses | None = None,
         notes: Iterable[str] | None = None,
+        warnings: Iterable[str] | None = None,
     ) -> Path:
         """:meth:`to_html` for ``.html``/``.htm``, :meth:`to_json` for ``.json``.
 
-        ``losses``/``notes``: if given, recorded first as :attr:`losses` and :attr:`notes` (what the decoder lost
-        from a damaged input; what of the source was dropped or re-encoded)."""
+        ``losses``/``notes``/``warnings``: if given, recorded first as :attr:`losses`, :attr:`notes` and
+        :attr:`warnings` (what the decoder lost from a damaged input; what of the source was dropped or re-encoded;
+        what failed around the conversion without stopping it, e.g. a depth cache that could not store)."""
         if losses is not None:
             self.losses = losses
         if notes is not None:
             self.notes = list(notes)
+        if warnings is not None:
+            self.warnings = list(warnings)
         path = Path(path)
         if path.suffix.lower() == ".json":
             return self.to_json(path)
@@ -557,6 +564,7 @@ def _source_section(report: ShotReport) -> str:
         items += losses.lines()
         items.append(f"in all: {losses.summary()}; {losses.packets_failed} packets could not be decoded")
     items += report.notes
+    items += [f"warning: {line}" for line in report.warnings]
     if not items:
         return ""
     listed = "".join(f"<li>{html.escape(item)}</li>" for item in items)

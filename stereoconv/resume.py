@@ -215,9 +215,10 @@ def convert_in_work_dir(
         _remove_work_dir(work, job)
         note += f"; work directory {work} removed"
     summary = cache.stats.summary() if cache is not None else None
+    warnings = cache.stats.warnings() if cache is not None else []
     losses = None if config.media.strict else job.losses  # as the single pass: None when strict (nothing was lost)
     return ConvertResult(out_path, job.frames, list(job.cuts), time.perf_counter() - started, summary, note,
-                         losses=losses, notes=notes)  # fmt: skip
+                         losses=losses, notes=notes, warnings=warnings)  # fmt: skip
 
 
 def _status_line(line: str) -> None:

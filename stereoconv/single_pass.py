@@ -37,6 +37,8 @@ class ConvertResult:
     work: str | None = None  # with a work directory: what it held and what became of it, e.g. "resumed: 3 of 5 ..."
     losses: DecodeLosses | None = None  # frames lost to a damaged input (None with media.strict)
     notes: list[str] = field(default_factory=list)  # what of the source was dropped or re-encoded, and why
+    # what the user must hear even with --quiet: a depth cache that could not store (or read) frames, and so on
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -103,11 +105,12 @@ def convert(
             if on_frame is not None:
                 on_frame(item)
     summary = cache.stats.summary() if cache is not None else None
+    warnings = cache.stats.warnings() if cache is not None else []
     notes = conversion_notes(info, config, out_path) + model_notes(estimator) + writer.notes
     if shots is not None and report_path is not None:
-        shots.write(report_path, losses=losses, notes=notes)
+        shots.write(report_path, losses=losses, notes=notes, warnings=warnings)
     return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
-                         notes=notes)  # fmt: skip
+                         notes=notes, warnings=warnings)  # fmt: skip
 
 
 def model_notes(estimator: DepthEstimator) -> list[str]:

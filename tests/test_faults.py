@@ -1,0 +1,144 @@
+"""Faults a long run meets: a full disk (and the other faults of the machine) end in one line naming the path, exit 6
+and nothing partial at the output; a depth cache that cannot store says so even with --quiet; a work directory that
+hit a full disk resumes; two tasks on one chunk leave one valid chunk; a work directory in use is refused.
+
+The faults are injected where the bytes are written (an OSError with the errno the kernel gives), so these tests need
+no small disk; benchmarks/faults.py runs the same faults on a real full tmpfs where it can.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import av
+import av.error
+import pytest
+
+import stereoconv.encode as encode
+from stereoconv.cache import DepthCache
+from stereoconv.cli import main
+from stereoconv.errors import EXIT_STORAGE, StorageError, storage_error
+
+TINY = ["--set", "depth.input_size=56", "-q"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str]]:
+    code = main(list(argv))
+    return code, [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+class _FullDisk:
+    """An output container that fills the disk after ``room`` packets: PyAV's own error, as FFmpeg raises it."""
+
+    def __init__(self, out: av.container.OutputContainer, room: list[int], err: int) -> None:
+        self._out, self._room, self._errno = out, room, err
+
+    def mux(self, packets: object) -> None:
+        self._room[0] -= 1
+        if self._room[0] < 0:
+            raise av.error.OSError(self._errno, errno.errorcode[self._errno], self._out.name)
+        self._out.mux(packets)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._out, name)
+
+
+def fill_disk_after(monkeypatch: pytest.MonkeyPatch, packets: int, err: int = errno.ENOSPC) -> list[int]:
+    """Every VideoWriter (outputs and farm chunks) shares ``packets`` of room; then its muxer fails with ``err``."""
+    room = [packets]
+    real_init = encode.VideoWriter.__init__
+
+    def init(self: encode.VideoWriter, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)
+        self._out = _FullDisk(self._out, room, err)  # type: ignore[assignment]
+
+    monkeypatch.setattr(encode.VideoWriter, "__init__", init)
+    return room
+
+
+def test_storage_error_maps_the_errnos_of_the_machine_and_nothing_else():
+    for err in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.EMFILE,
+                errno.ENFILE, errno.EIO):  # fmt: skip
+        fault = storage_error(OSError(err, "x", "/some/where/out.mp4"))
+        assert isinstance(fault, StorageError) and isinstance(fault, OSError)
+        assert fault.exit_code == EXIT_STORAGE == 6 and fault.errno == err
+        assert "/some/where/out.mp4" in str(fault) and ";" in str(fault)  # names the path, then what to do
+    assert storage_error(OSError(errno.EINVAL, "Invalid argument")) is None
+    assert storage_error(ValueError("x")) is None
+    # PyAV's errors are OSErrors with the errno too; a path given names what the user knows, not a temporary file
+    pyav = av.error.OSError(errno.ENOSPC, "No space left on device", "/d/.out.1234.partial.mp4")
+    assert "/d/out.mp4" in str(storage_error(pyav, "/d/out.mp4"))
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EMFILE])
+def test_convert_on_a_failing_disk_is_one_line_exit_6_nothing_left(err, two_shot_clip, tiny_model, tmp_path, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    fill_disk_after(monkeypatch, 5, err)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code, lines = run_cli(capsys, "convert", str(two_shot_clip.path), str(out_dir / "out.mp4"),
+                          "--model", str(tiny_model), *TINY)  # fmt: skip
+    assert code == 6, lines
+    assert len(lines) == 1 and lines[0].startswith("stereoconv: error: "), lines
+    assert "internal error" not in lines[0]
+    assert str(out_dir / "out.mp4") in lines[0]  # the output, not its temporary file
+    assert ".partial" not in lines[0]
+    assert list(out_dir.iterdir()) == []
+
+
+def test_a_raw_oserror_anywhere_is_reported_as_the_machines_fault(two_shot_clip, tiny_model, tmp_path, capsys,
+                                                                  monkeypatch):  # fmt: skip
+    import stereoconv.single_pass as single_pass
+
+    def vanished(*args: object, **kwargs: object) -> None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/mnt/gone/x")
+
+    monkeypatch.setattr(single_pass.ShotReport, "for_video", vanished)
+    code, lines = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "o.mp4"), "--report",
+                          str(tmp_path / "r.json"), "--model", str(tiny_model), *TINY)  # fmt: skip
+    assert code == 6 and len(lines) == 1 and "/mnt/gone/x" in lines[0] and "internal error" not in lines[0], lines
+
+
+def test_full_depth_cache_warns_even_with_quiet_and_the_conversion_goes_on(two_shot_clip, tiny_model, tmp_path, capsys,
+                                                                           monkeypatch):  # fmt: skip
+    real = DepthCache._write_atomic
+
+    def full(self: DepthCache, path: Path, data: bytes) -> None:
+        if path.suffix == ".depth":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(self, path, data)
+
+    monkeypatch.setattr(DepthCache, "_write_atomic", full)
+    cache = tmp_path / "cache"
+    out = tmp_path / "out.mp4"
+    report = tmp_path / "report.json"
+    code, lines = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--depth-cache", str(cache),
+                          "--report", str(report), "--model", str(tiny_model), *TINY)  # fmt: skip
+    assert code == 0 and out.is_file()
+    assert len(lines) == 1 and lines[0].startswith("stereoconv: warning: depth cache "), lines
+    assert "No space left on device" in lines[0] and "0 of 22 frames computed were kept" in lines[0]
+    assert json.loads(report.read_text())["warnings"] == [lines[0].removeprefix("stereoconv: warning: ")]
+
+    from stereoconv.api import convert
+    from stereoconv.config import load_config
+
+    config = load_config(None, None, {"depth.model": str(tiny_model), "depth.input_size": 56})
+    result = convert(two_shot_clip.path, tmp_path / "again.mp4", config, depth_cache=cache)
+    assert result.warnings == [lines[0].removeprefix("stereoconv: warning: ")]
+
+
+def test_unreadable_cache_file_is_recomputed_with_a_warning(two_shot_clip, tiny_model, tmp_path):
+    from stereoconv.api import convert
+    from stereoconv.config import load_config
+
+    config = load_config(None, None, {"depth.model": str(tiny_model), "depth.input_size": 56})
+    cache = tmp_path / "cache"
+    first = convert(two_shot_clip.path, tmp_path / "a.mp4", config, depth_cache=cache)
+    assert first.warnings == []
+    damaged = sorted(cache.glob("*/*.depth"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    second = convert(two_shot_clip.path, tmp_path / "b.mp4", config, depth_cache=cache)
+    assert len(second.warnings) == 1 and "1 damaged or unreadable file(s) discarded" in second.warnings[0]
+    assert "computed again" in second.warnings[0]
