@@ -28,15 +28,23 @@ FFmpeg's concat demuxer joins it cleanly. Its timestamps are in milliseconds; th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: chunks are committed unlocked (see _chunk_lock)
+    fcntl = None  # type: ignore[assignment]
 
 import av
 import av.error
@@ -379,8 +387,37 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _chunk_lock(work_dir: Path, index: int, *, shared: bool = False) -> Iterator[None]:
+    """Hold the chunk's lock (``flock`` on ``.chunk_KKKKK.lock`` in ``work_dir``) while its video and sidecar are
+    replaced (exclusive) or read as a pair (``shared``): two farm tasks on one chunk (a requeue while the first
+    attempt still runs) then leave one valid pair, never one task's video beside the other's sidecar. Held only for
+    the renames or the check, never while rendering. Where locks are not available (a file system without them, a
+    directory that cannot be written) it goes on unlocked: the sidecar's sha256 still refuses a mixed pair."""
+    fd = None
+    try:
+        if fcntl is None:
+            raise OSError("no file locks here")
+        fd = os.open(work_dir / f".chunk_{index:05d}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+    except OSError:
+        if fd is not None:
+            os.close(fd)
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
 def check_chunk(job: Job, chunk: Chunk, work_dir: Path) -> str | None:
     """None if the chunk is rendered and intact, else why not (missing, damaged, stale)."""
+    with _chunk_lock(work_dir, chunk.index, shared=True):
+        return _check_chunk(job, chunk, work_dir)
+
+
+def _check_chunk(job: Job, chunk: Chunk, work_dir: Path) -> str | None:
     video, sidecar = chunk_paths(work_dir, chunk.index)
     if not video.is_file():
         return f"no {video.name}"
@@ -455,7 +492,11 @@ def render_chunk(
     *,
     on_frame: Callable[[int], None] | None = None,
 ) -> int:
-    """Render one chunk to its video and sidecar in ``work_dir`` (both written atomically). Returns its frames.
+    """Render one chunk to its video and sidecar in ``work_dir``. Returns its frames.
+
+    Both are written under temporary names, then renamed into place together under the chunk's lock, the video
+    first: a task killed at any point leaves the chunk as it was or rendered, and two tasks rendering the same chunk
+    at once (a farm's requeue) leave the pair of the first to finish (the second finds it intact and drops its own).
 
     Frames from the pre-roll go through cuts, depth, smoothing and planning but are not rendered or encoded. The
     input is decoded as the plan's scan decoded it (skipping what does not decode, unless ``media.strict``), and the
@@ -471,48 +512,76 @@ def render_chunk(
     size = packed_size(info.width, info.height, config.output.format)
     pts: list[int] = []
     seen = 0
-    with (
-        atomic_output(video) as tmp,
-        VideoWriter(tmp, info, size, config.output, start=config.media.start, video_only=True) as writer,
-        # The plan's cuts, not detected again: every chunk sees exactly the cuts a single pass sees.
-        frame_stream(
-            info,
-            config,
-            estimator,
-            start=chunk.decode_start,
-            end=chunk.decode_end,
-            preroll=chunk.first_frame - chunk.decode_first,
-            cuts=job.cuts,
-            first_index=chunk.decode_first,
-            losses=losses,
-            deep=deep,
-        ) as items,
-    ):
-        for item in items:
-            seen += 1
-            if item.packed is None:
-                continue
-            writer.write(item.packed, item.frame.pts)
-            pts.append(item.frame.pts)
-            if on_frame is not None:
-                on_frame(len(pts))
-        why = "the input changed or decodes differently here"
-        if job.losses:
-            why = ("the input is damaged and decodes otherwise from this chunk's start than from the file's; convert "
-                   "it in a single pass (`stereoconv convert` without --work-dir)")  # fmt: skip
-        if seen != chunk.last_frame - chunk.decode_first + 1 or not pts or pts[0] != chunk.first_pts:
-            raise MediaError(f"chunk {chunk.index}: decoded {seen} frames from {chunk.decode_start:.3f} s, the plan "
-                             f"has {chunk.last_frame - chunk.decode_first + 1}: {why}")  # fmt: skip
-        if pts[-1] != chunk.last_pts:
-            raise MediaError(f"chunk {chunk.index}: last frame at pts {pts[-1]}, the plan has {chunk.last_pts}: {why}")
-    start_pts = round(config.media.start / info.time_base)
-    meta = {
-        "chunk": chunk.index, "frames": len(pts), "first_pts": pts[0], "last_pts": pts[-1],
-        "time_base": str(info.time_base), "pts": [p - start_pts for p in pts], "size": video.stat().st_size,
-        "sha256": _file_sha256(video), "settings_hash": settings_hash(job, chunk), "tool_version": __version__,
-    }  # fmt: skip
-    _write_json_atomic(sidecar, meta)
+    with _staged(video) as tmp:
+        with (
+            VideoWriter(tmp, info, size, config.output, start=config.media.start, video_only=True) as writer,
+            # The plan's cuts, not detected again: every chunk sees exactly the cuts a single pass sees.
+            frame_stream(
+                info,
+                config,
+                estimator,
+                start=chunk.decode_start,
+                end=chunk.decode_end,
+                preroll=chunk.first_frame - chunk.decode_first,
+                cuts=job.cuts,
+                first_index=chunk.decode_first,
+                losses=losses,
+                deep=deep,
+            ) as items,
+        ):
+            for item in items:
+                seen += 1
+                if item.packed is None:
+                    continue
+                writer.write(item.packed, item.frame.pts)
+                pts.append(item.frame.pts)
+                if on_frame is not None:
+                    on_frame(len(pts))
+            why = "the input changed or decodes differently here"
+            if job.losses:
+                why = ("the input is damaged and decodes otherwise from this chunk's start than from the file's; "
+                       "convert it in a single pass (`stereoconv convert` without --work-dir)")  # fmt: skip
+            if seen != chunk.last_frame - chunk.decode_first + 1 or not pts or pts[0] != chunk.first_pts:
+                raise MediaError(f"chunk {chunk.index}: decoded {seen} frames from {chunk.decode_start:.3f} s, the "
+                                 f"plan has {chunk.last_frame - chunk.decode_first + 1}: {why}")  # fmt: skip
+            if pts[-1] != chunk.last_pts:
+                raise MediaError(f"chunk {chunk.index}: last frame at pts {pts[-1]}, the plan has {chunk.last_pts}: "
+                                 f"{why}")  # fmt: skip
+        start_pts = round(config.media.start / info.time_base)
+        meta = {
+            "chunk": chunk.index, "frames": len(pts), "first_pts": pts[0], "last_pts": pts[-1],
+            "time_base": str(info.time_base), "pts": [p - start_pts for p in pts], "size": tmp.stat().st_size,
+            "sha256": _file_sha256(tmp), "settings_hash": settings_hash(job, chunk), "tool_version": __version__,
+        }  # fmt: skip
+        with _staged(sidecar) as tmp_sidecar:
+            tmp_sidecar.write_text(json.dumps(meta, indent=2) + "\n")
+            with _chunk_lock(work_dir, chunk.index):
+                if _check_chunk(job, chunk, work_dir) is None:
+                    return len(pts)  # another task finished this chunk first: keep its pair, drop ours
+                os.replace(tmp, video)  # the video first: a kill between the two leaves a pair the sha256 refuses
+                os.replace(tmp_sidecar, sidecar)
     return len(pts)
+
+
+@contextlib.contextmanager
+def _staged(path: Path) -> Iterator[Path]:
+    """A new, empty temporary file beside ``path`` (hidden, unique, ``.partial`` in its name, as atomic_output's),
+    removed on leaving unless the block renamed it into place. OSErrors of the machine (a full disk...) become a
+    StorageError naming ``path`` rather than the temporary file."""
+    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}"
+    try:
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            yield tmp
+        except OSError as exc:
+            named = exc.filename is None or os.fsdecode(exc.filename) == str(tmp)
+            fault = storage_error(exc, path if named else None)
+            if fault is None:
+                raise
+            raise fault from exc
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 class JsonProgress:

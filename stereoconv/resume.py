@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: work directories are not locked
+    fcntl = None  # type: ignore[assignment]
 
 from .config import PipelineConfig
 from .depth import DepthEstimator, model_fingerprint
 from .encode import check_output_path, output_pix_fmt
 from .engine import open_estimator
-from .errors import StereoconvError, UsageError
+from .errors import StereoconvError, UsageError, storage_error
 from .farm import (
     DEFAULT_CHUNK_SECONDS,
     DEFAULT_PREROLL_SECONDS,
@@ -43,6 +49,7 @@ from .progress import progress_bar
 from .single_pass import ConvertResult
 
 WORK_MANIFEST = "job.json"
+WORK_LOCK = ".stereoconv.lock"
 BACKENDS = ("local", "ray")
 RAY_MISSING = "the ray backend needs `pip install 'stereoconv[ray]'`"
 
@@ -61,8 +68,51 @@ def _ray_run_chunks() -> Callable[..., list[ChunkResult]]:
 
 
 def _is_partial(name: str) -> bool:
-    """A temporary file atomic_output left behind when the process was killed (never a finished file)."""
-    return name.startswith(".") and ".partial" in name
+    """A temporary file atomic_output left behind when the process was killed (never a finished file), or the lock
+    of a conversion that ended."""
+    return name == WORK_LOCK or (name.startswith(".") and ".partial" in name)
+
+
+@contextlib.contextmanager
+def _work_dir_lock(work: Path) -> Iterator[None]:
+    """Hold ``work`` for this conversion: ``flock`` on ``work/.stereoconv.lock`` (created, with ``work``, if absent),
+    released when the block ends or the process dies, however it dies. A second conversion on the same directory is
+    refused (UsageError), not mixed in. Where the file system has no locks, it goes on unlocked. If the block leaves
+    no plan in ``work``, the lock file (and ``work``, if this created it and it is empty) is removed again."""
+    created = not work.exists()
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, work) or UsageError(f"cannot create work directory {work}: "
+                                                     f"{exc.strerror or exc}") from exc  # fmt: skip
+    path = work / WORK_LOCK
+    made_lock = not path.exists()
+    fd = None
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise storage_error(exc, path) or UsageError(f"cannot write to work directory {work}: "
+                                                         f"{exc.strerror or exc}") from exc  # fmt: skip
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise UsageError(f"work directory {work} is in use by another conversion (a second `convert "
+                                 "--work-dir` on it would mix their chunks); wait for it to end or use another "
+                                 "directory") from exc  # fmt: skip
+            except OSError:
+                pass  # no locks on this file system: unlocked
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                # No plan in it (refused, or planning failed): leave the directory as it was found.
+                if made_lock and work.is_dir() and not (work / WORK_MANIFEST).exists():
+                    path.unlink()
+                    if created:
+                        work.rmdir()
+            os.close(fd)
 
 
 def _plan_mismatch(job: Job, input: Path, config: PipelineConfig, chunk_seconds: float) -> str | None:
@@ -109,18 +159,9 @@ def _work_dir_job(
         raise UsageError(f"--work-dir {work} is not a directory")
     if work.is_dir() and any(not _is_partial(p.name) for p in work.iterdir()):
         raise UsageError(f"work directory {work} is not empty and holds no stereoconv plan; {other}")
-    created = not work.exists()
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create work directory {work}: {exc.strerror or exc}") from exc
-    try:
-        return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress), False
-    except BaseException:
-        if created:  # planning failed (a damaged input with media.strict, Ctrl-C...): leave nothing behind
-            with contextlib.suppress(OSError):
-                work.rmdir()
-        raise
+    # Planning that fails (a damaged input with media.strict, Ctrl-C, a full disk) leaves nothing behind: the plan
+    # is written atomically, and _work_dir_lock removes the directory it created.
+    return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress), False
 
 
 def _remove_work_dir(work: Path, job: Job) -> None:
@@ -130,7 +171,7 @@ def _remove_work_dir(work: Path, job: Job) -> None:
 
     shutil.rmtree(job.default_work_dir, ignore_errors=True)
     for path in work.iterdir():
-        if path.name == WORK_MANIFEST or _is_partial(path.name):
+        if path.name == WORK_MANIFEST or _is_partial(path.name):  # the lock too: still held until the process ends
             path.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         work.rmdir()
@@ -174,17 +215,39 @@ def convert_in_work_dir(
     if run_chunks is not None and estimator is not None:
         raise UsageError("the ray backend loads the configured model on its workers: it cannot use a given estimator")
     started = time.perf_counter()
-    say = _status_line if progress else (lambda line: None)
     info = probe(input)
     out_path = check_output_path(output, input, config.output.format)
     output_pix_fmt(config.output, info, out_path)  # encoder, pix_fmt and container checked before any work
     work = Path(work_dir)
+    if work.exists() and not work.is_dir():
+        raise UsageError(f"--work-dir {work} is not a directory")
+    with _work_dir_lock(work):
+        return _convert_locked(info, out_path, config, work, started, chunk_seconds, run_chunks, ray_address,
+                               keep_work_dir, estimator, depth_cache, progress)  # fmt: skip
+
+
+def _convert_locked(
+    info: VideoInfo,
+    out_path: Path,
+    config: PipelineConfig,
+    work: Path,
+    started: float,
+    chunk_seconds: float,
+    run_chunks: Callable[..., list[ChunkResult]] | None,
+    ray_address: str | None,
+    keep_work_dir: bool,
+    estimator: DepthEstimator | None,
+    depth_cache: str | Path | None,
+    progress: bool,
+) -> ConvertResult:
+    """The rest of :func:`convert_in_work_dir`, with ``work`` held by this conversion."""
+    say = _status_line if progress else (lambda line: None)
     job, reused = _work_dir_job(info, config, work, chunk_seconds, progress)
     chunks = job.default_work_dir
     try:
         chunks.mkdir(exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create {chunks}: {exc.strerror or exc}") from exc
+        raise storage_error(exc, chunks) or UsageError(f"cannot create {chunks}: {exc.strerror or exc}") from exc
     pending = pending_chunks(job, chunks, config)
     done = len(job.chunks) - len(pending)
     if reused:
