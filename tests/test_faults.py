@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import json
+import threading
 from pathlib import Path
 
 import av
@@ -142,3 +143,105 @@ def test_unreadable_cache_file_is_recomputed_with_a_warning(two_shot_clip, tiny_
     second = convert(two_shot_clip.path, tmp_path / "b.mp4", config, depth_cache=cache)
     assert len(second.warnings) == 1 and "1 damaged or unreadable file(s) discarded" in second.warnings[0]
     assert "computed again" in second.warnings[0]
+
+
+def _work_dir_command(clip: Path, model: Path, output: Path, work: Path) -> list[str]:
+    return ["convert", str(clip), str(output), "--model", str(model), "--set", "depth.input_size=56",
+            "--work-dir", str(work), "--chunk-seconds", "0.3"]  # fmt: skip
+
+
+def test_a_work_dir_run_that_hit_a_full_disk_resumes_keeping_its_finished_chunks(two_shot_clip, tiny_model, tmp_path,
+                                                                                 capsys, monkeypatch):  # fmt: skip
+    from stereoconv.farm import load_job, pending_chunks
+
+    work, out = tmp_path / "work", tmp_path / "out.mkv"
+    fill_disk_after(monkeypatch, 12)  # room for a chunk or two of 22 frames in chunks of ~7
+    code, lines = run_cli(capsys, *_work_dir_command(two_shot_clip.path, tiny_model, out, work), "-q")
+    assert code == 6, lines
+    assert lines[-1].startswith("stereoconv: error: no space left on the device: ") and "job.chunks" in lines[-1]
+    assert f"finished chunks are kept in {work}" in lines[0] and len(lines) == 2
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    job = load_job(work / "job.json")
+    pending = pending_chunks(job, job.default_work_dir)
+    assert 0 < len(pending) < len(job.chunks)
+    assert not [p for p in job.default_work_dir.iterdir() if ".partial" in p.name]  # no temporary file left
+
+    monkeypatch.undo()  # space freed
+    code, lines = run_cli(capsys, *_work_dir_command(two_shot_clip.path, tiny_model, out, work))
+    assert code == 0, lines
+    assert any(f"resumed: {len(job.chunks) - len(pending)} of {len(job.chunks)} chunks already done" in x
+               for x in lines)  # fmt: skip
+    with av.open(str(out)) as container:
+        assert sum(1 for _ in container.decode(video=0)) == len(two_shot_clip.frames)
+    assert not work.exists()
+
+
+def test_a_work_dir_in_use_is_refused_in_one_line(two_shot_clip, tiny_model, tmp_path, capsys):
+    import fcntl
+    import os
+
+    work = tmp_path / "work"
+    work.mkdir()
+    fd = os.open(work / ".stereoconv.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another conversion holds it
+    try:
+        code, lines = run_cli(capsys, *_work_dir_command(two_shot_clip.path, tiny_model, tmp_path / "o.mkv", work))
+    finally:
+        os.close(fd)
+    assert code == 2 and len(lines) == 1 and "is in use by another conversion" in lines[0], lines
+    assert [p.name for p in work.iterdir()] == [".stereoconv.lock"] and not (tmp_path / "o.mkv").exists()
+    code, lines = run_cli(capsys, *_work_dir_command(two_shot_clip.path, tiny_model, tmp_path / "o.mkv", work), "-q")
+    assert code == 0, lines  # released (a crash releases it too: the kernel drops the lock with the process)
+    assert (tmp_path / "o.mkv").is_file()
+
+
+class _Flat:
+    """A depth estimator of a constant-slope map, ``level`` apart per instance: two tasks render other bytes."""
+
+    batch_size = 4
+
+    def __init__(self, level: float, barrier: threading.Barrier) -> None:
+        self.level, self.barrier, self.calls = level, barrier, 0
+
+    def __call__(self, frames):
+        import numpy as np
+
+        self.calls += 1
+        if self.calls == 1:
+            self.barrier.wait(timeout=60)  # both tasks are rendering the chunk at once
+        h, w = frames[0].shape[:2]
+        ramp = np.linspace(0.0, self.level, w, dtype=np.float32)[None, :].repeat(h, 0)
+        return [ramp.copy() for _ in frames]
+
+
+def test_two_tasks_rendering_one_chunk_leave_one_valid_pair(two_shot_clip, tiny_model, tmp_path):
+    import hashlib
+
+    from stereoconv.config import load_config
+    from stereoconv.farm import check_chunk, chunk_paths, plan, render_chunk
+
+    config = load_config(None, None, {"depth.model": str(tiny_model), "depth.input_size": 56})
+    job = plan(two_shot_clip.path, tmp_path / "job.json", config, chunk_seconds=0.3)
+    work = job.default_work_dir
+    work.mkdir()
+    chunk = job.chunks[1]
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def task(level: float) -> None:
+        try:
+            render_chunk(job, chunk, work, _Flat(level, barrier))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=task, args=(level,)) for level in (1.0, 3.0)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    video, sidecar = chunk_paths(work, chunk.index)
+    meta = json.loads(sidecar.read_text())
+    assert meta["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()  # one task's video beside its own sidecar
+    assert check_chunk(job, chunk, work) is None
+    assert sorted(p.name for p in work.iterdir() if not p.name.endswith(".lock")) == sorted([video.name, sidecar.name])
