@@ -50,7 +50,7 @@ from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig
 from .depth import DepthEstimator
 from .encode import atomic_output, check_writable_file
 from .engine import StereoFrame, frame_stream, open_estimator, scan
-from .errors import MediaError, StereoconvError, UsageError
+from .errors import MediaError, StereoconvError, StorageError, UsageError
 from .media import Frame, VideoInfo, probe
 from .packing import pack
 
@@ -256,9 +256,14 @@ def check_png_path(output: str | os.PathLike[str]) -> Path:
 def write_png(output: Path, rgb: np.ndarray) -> Path:
     """Write uint8 HxWx3 RGB as a PNG through :func:`~stereoconv.encode.atomic_output`: never a partial file."""
     try:
+        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise UsageError(f"cannot write {output}: PNG encoding failed")
+        # Written here, not by OpenCV: a full disk is then an OSError with its errno (a StorageError, exit 6).
         with atomic_output(output) as tmp:
-            if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):  # the encoder by extension: .png
-                raise UsageError(f"cannot write {output}")
+            tmp.write_bytes(png.tobytes())
+    except StorageError:
+        raise
     except (OSError, cv2.error) as exc:
         raise UsageError(f"cannot write {output}: {getattr(exc, 'strerror', None) or exc}") from exc
     return output

@@ -245,3 +245,49 @@ def test_two_tasks_rendering_one_chunk_leave_one_valid_pair(two_shot_clip, tiny_
     assert meta["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()  # one task's video beside its own sidecar
     assert check_chunk(job, chunk, work) is None
     assert sorted(p.name for p in work.iterdir() if not p.name.endswith(".lock")) == sorted([video.name, sidecar.name])
+
+
+def _full_for_partials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writing any temporary file (the atomic writes of job manifests, sidecars, PNGs) fails: the disk is full."""
+    real_text, real_bytes = Path.write_text, Path.write_bytes
+
+    def check(path: Path) -> None:
+        if ".partial" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: (check(self), real_text(self, *a, **k))[1])
+    monkeypatch.setattr(Path, "write_bytes", lambda self, *a, **k: (check(self), real_bytes(self, *a, **k))[1])
+
+
+def test_plan_preview_render_assemble_on_a_full_disk_exit_6_naming_what_they_write(two_shot_clip, tiny_model, tmp_path,
+                                                                                   capsys, monkeypatch):  # fmt: skip
+    import stereoconv.farm as farm
+
+    clip, model = str(two_shot_clip.path), ["--model", str(tiny_model), "--set", "depth.input_size=56"]
+    job = tmp_path / "job.json"
+    assert run_cli(capsys, "plan", clip, "--out", str(job), "--chunk-seconds", "0.5", *model, "-q")[0] == 0
+    with monkeypatch.context() as patch:
+        _full_for_partials(patch)
+        other = tmp_path / "other.json"
+        code, lines = run_cli(capsys, "plan", clip, "--out", str(other), *model, "-q")
+        assert code == 6 and lines == [f"stereoconv: error: no space left on the device: {other}; free some space "
+                                       "(or write elsewhere) and run the command again"]  # fmt: skip
+        png = tmp_path / "frame.png"
+        code, lines = run_cli(capsys, "preview", clip, "--at", "0.5", "--out", str(png), *model)
+        assert code == 6 and len(lines) == 1 and str(png) in lines[0] and "no space" in lines[0], lines
+        code, lines = run_cli(capsys, "render", str(job), "--all")  # the chunk is written, its sidecar is not
+        assert code == 6 and len(lines) == 1 and "chunk_00000.json" in lines[0], lines
+        assert not list((tmp_path / "job.chunks").glob("chunk_*"))  # no chunk without its sidecar
+    assert run_cli(capsys, "render", str(job), "--all")[0] == 0
+    room = fill_disk_after(monkeypatch, 0)  # assemble: the first packet fills the disk
+    real_remux = farm._remux
+
+    def remux(job, work, out, *args, **kwargs):  # assemble writes with av.open: give it the full disk too
+        return real_remux(job, work, _FullDisk(out, room, errno.ENOSPC), *args, **kwargs)
+
+    monkeypatch.setattr(farm, "_remux", remux)
+    out = tmp_path / "out.mkv"
+    code, lines = run_cli(capsys, "assemble", str(job), str(out))
+    assert code == 6 and len(lines) == 1 and str(out) in lines[0] and ".partial" not in lines[0], lines
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.chunks", "job.json"]
