@@ -16,7 +16,13 @@ import os
 import secrets
 from collections.abc import Iterator
 from fractions import Fraction
+from glob import escape as glob_escape
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: temporary files of killed runs are not swept
+    fcntl = None  # type: ignore[assignment]
 
 import av
 import av.error
@@ -102,16 +108,11 @@ def atomic_output(output: Path) -> Iterator[Path]:
     that choose the format by extension (FFmpeg, OpenCV) still can.
     """
     directory = output.parent if str(output.parent) else Path(".")
-    while True:
-        tmp = directory / f".{output.stem}.{secrets.token_hex(4)}.partial{output.suffix}"
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise storage_error(exc, output) or UsageError(f"cannot write to output directory {directory}: "
-                                                           f"{exc.strerror or exc}") from exc  # fmt: skip
+    try:
+        tmp, held = new_partial(output)
+    except OSError as exc:
+        raise storage_error(exc, output) or UsageError(f"cannot write to output directory {directory}: "
+                                                       f"{exc.strerror or exc}") from exc  # fmt: skip
     try:
         yield tmp
         os.replace(tmp, output)
@@ -124,6 +125,47 @@ def atomic_output(output: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):  # its folder may be gone: the error above says so
             tmp.unlink(missing_ok=True)
+        os.close(held)
+
+
+def new_partial(output: Path) -> tuple[Path, int]:
+    """A new, empty temporary file beside ``output`` (``.<stem>.<8 hex>.partial<suffix>``, mode 0666 less the
+    umask) and a descriptor holding an ``flock`` on it until closed: the mark of a live writer.
+
+    First removes the temporary files of ``output`` no live process holds, those a killed run (SIGKILL, a power
+    cut) left: they are swept by the next write of the same output. Raises OSError when it cannot be created."""
+    directory = output.parent if str(output.parent) else Path(".")
+    with contextlib.suppress(OSError):
+        for stale in directory.glob(f".{glob_escape(output.stem)}.*.partial{glob_escape(output.suffix)}"):
+            if len(stale.name) == len(output.stem) + len(output.suffix) + 18 and _unheld(stale):
+                stale.unlink(missing_ok=True)
+    while True:
+        tmp = directory / f".{output.stem}.{secrets.token_hex(4)}.partial{output.suffix}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # a file system without locks: never swept, as before
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return tmp, fd
+
+
+def _unheld(path: Path) -> bool:
+    """Whether no process holds ``path``'s lock (its writer is gone); False where locks are not available."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 # Matroska StereoMode of each layout, by the names FFmpeg's matroska muxer takes in the video stream's "stereo_mode"

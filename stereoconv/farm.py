@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from .encode import (
     check_writable_file,
     conversion_notes,
     format_name,
+    new_partial,
     output_pix_fmt,
     renders_deep,
     tag_stereo_layout,
@@ -565,13 +565,16 @@ def render_chunk(
 
 @contextlib.contextmanager
 def _staged(path: Path) -> Iterator[Path]:
-    """A new, empty temporary file beside ``path`` (hidden, unique, ``.partial`` in its name, as atomic_output's),
-    removed on leaving unless the block renamed it into place. OSErrors of the machine (a full disk...) become a
-    StorageError naming ``path`` rather than the temporary file."""
-    tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}"
+    """A new, empty temporary file beside ``path`` (:func:`~stereoconv.encode.new_partial`: hidden, unique,
+    ``.partial`` in its name, swept by a later write of ``path`` if this process is killed), removed on leaving
+    unless the block renamed it into place. OSErrors of the machine (a full disk...) become a StorageError naming
+    ``path`` rather than the temporary file."""
+    try:
+        tmp, held = new_partial(path)
+    except OSError as exc:
+        raise storage_error(exc, path) or UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
     try:
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             yield tmp
         except OSError as exc:
             named = exc.filename is None or os.fsdecode(exc.filename) == str(tmp)
@@ -582,6 +585,7 @@ def _staged(path: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+        os.close(held)
 
 
 class JsonProgress:

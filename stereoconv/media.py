@@ -11,6 +11,7 @@ for untagged SD), and the output is converted back and tagged with the same matr
 from __future__ import annotations
 
 import contextlib
+import errno
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -23,7 +24,10 @@ import numpy as np
 from av.video.reformatter import Colorspace
 
 from .colour import SWS_FLAGS, Hdr10Metadata, deep_yuv_to_rgb, is_hdr, rgb_matrix, tone_map_to_sdr
-from .errors import MediaError
+from .errors import MediaError, storage_error
+
+# Errors opening an input that say nothing about the file (a missing or unreadable input stays a MediaError, exit 3).
+_MACHINE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EIO, errno.ESTALE})
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ def open_input(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        if isinstance(exc, OSError) and exc.errno in _MACHINE_ERRNOS:  # the machine's fault, not the file's
+            raise storage_error(exc, path if exc.filename is None or str(exc.filename) == str(path) else None) from exc
         raise MediaError(
             f"cannot read {path} as a media file (not a video, or damaged or truncated): {ffmpeg_reason(exc)}"
         ) from exc

@@ -291,3 +291,27 @@ def test_plan_preview_render_assemble_on_a_full_disk_exit_6_naming_what_they_wri
     assert code == 6 and len(lines) == 1 and str(out) in lines[0] and ".partial" not in lines[0], lines
     assert not out.exists() and not list(tmp_path.glob(".out*"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["job.chunks", "job.json"]
+
+
+def test_the_temporary_file_of_a_killed_run_is_swept_by_the_next_write_of_the_same_output(tmp_path):
+    import fcntl
+    import os
+
+    from stereoconv.encode import atomic_output
+
+    out = tmp_path / "film.mkv"
+    killed = tmp_path / ".film.0badc0de.partial.mkv"  # its writer is gone: nobody holds its lock
+    killed.write_bytes(b"half a film")
+    live = tmp_path / ".film.1234abcd.partial.mkv"  # a writer still at work holds it
+    live.write_bytes(b"being written")
+    other = tmp_path / ".other.0badc0de.partial.mkv"  # another output's
+    other.write_bytes(b"x")
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with atomic_output(out) as tmp:
+            tmp.write_bytes(b"done")
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == b"done"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, live.name, other.name])
