@@ -23,7 +23,7 @@ from .config import (
     TemporalConfig,
     load_config,
 )
-from .errors import ConfigError, MediaError, ModelError, StereoconvError, UsageError
+from .errors import ConfigError, MediaError, ModelError, StereoconvError, StorageError, UsageError
 
 __all__ = [
     "ConfigError",
@@ -39,6 +39,7 @@ __all__ = [
     "ScenesConfig",
     "StereoConfig",
     "StereoconvError",
+    "StorageError",
     "TemporalConfig",
     "UsageError",
     "convert",

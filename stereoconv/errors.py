@@ -2,7 +2,8 @@
 
 Every error a user can cause is a :class:`StereoconvError`; the CLI prints its message as one line and exits with
 its ``exit_code``. Third-party errors are wrapped at the stage boundary (``raise MediaError(...) from exc``) so the
-cause stays available to Python callers.
+cause stays available to Python callers. The machine's faults (a full disk, a denied permission...) are wrapped as
+:class:`StorageError` by :func:`storage_error`, wherever they are met.
 """
 
 from __future__ import annotations
