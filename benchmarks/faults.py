@@ -422,7 +422,11 @@ class Faults:
         killed = finish_run(proc)
         killed.lines = killed.lines or [f"(killed: no message){'' if caught else ' (finished before the kill)'}"]
         partial = left_beside(folder, set())
-        self.add("SIGKILL", "assemble", killed, partial, self.same(out, "farm.mkv", run(argv)))
+        rerun = self.same(out, "farm.mkv", run(argv))
+        left = left_beside(folder, {out.name})
+        swept = left == "none" and partial != "none"
+        rerun += "; the killed run's temporary file swept" if swept else f"; left: {left}"
+        self.add("SIGKILL", "assemble", killed, partial, rerun)
 
     def sigterm_plan(self) -> None:
         folder = self.scratch / "term"

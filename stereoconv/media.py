@@ -109,7 +109,7 @@ def open_input(path: Path) -> av.container.InputContainer:
         return av.open(str(path), mode="r")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         if isinstance(exc, OSError) and exc.errno in _MACHINE_ERRNOS:  # the machine's fault, not the file's
-            raise storage_error(exc, path if exc.filename is None or str(exc.filename) == str(path) else None) from exc
+            raise storage_error(exc, path) from exc  # the input it was opening (not a module PyAV was importing)
         raise MediaError(
             f"cannot read {path} as a media file (not a video, or damaged or truncated): {ffmpeg_reason(exc)}"
         ) from exc
