@@ -243,6 +243,10 @@ class OutputConfig(_Section):
 
     section: ClassVar[str] = "output"
     format: str = setting("half-sbs", "stereo layout", choices=LAYOUTS)
+    render_size: str = setting("frame", "size the eyes are rendered at: 'frame' (the frame's, then squeezed into a "
+                               "half layout) or 'packed' (a half layout's eyes at half the width or height: about "
+                               "half the rendering cost, softer: -2.3 dB PSNR against a real right camera)",
+                               choices=("frame", "packed"))  # fmt: skip
     codec: str = setting("libx264", "video encoder (FFmpeg name; prores_ks needs .mov/.mkv, ffv1 needs .mkv)",
                          choices=ENCODERS)  # fmt: skip
     crf: int = setting(18, "constant rate factor: lower is better quality and bigger", range=(0, 51))
@@ -261,8 +265,9 @@ class RuntimeConfig(_Section):
     """How the stages run: they overlap in threads joined by bounded queues. None of this changes the output."""
 
     section: ClassVar[str] = "runtime"
-    render_workers: int = setting(2, "threads rendering the two eyes of different frames at once", unit="threads",
-                                  range=(1, 64))  # fmt: skip
+    render_workers: int = setting(0, "threads rendering the eyes of different frames at once (0: half the CPU "
+                                  "cores, at least 2 and at most 8, when the CPU renders; 2 when the GPU does)",
+                                  unit="threads", range=(0, 64))  # fmt: skip
     queue_frames: int = setting(8, "frames each queue between two stages holds at most (memory stays bounded)",
                                 unit="frames", range=(1, 256))  # fmt: skip
     renderer: str = setting("auto", "view synthesis: numpy (the CPU path, a compiled kernel), torch (on the depth "

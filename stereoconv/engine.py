@@ -16,6 +16,7 @@ drivers' (:mod:`~stereoconv.single_pass`, :mod:`~stereoconv.preview`, :mod:`~ste
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections import deque
@@ -34,8 +35,8 @@ from .depth import DepthEstimator, load_estimator
 from .dibr import synthesize_view, torch_synthesizer
 from .errors import StereoconvError, UsageError
 from .media import DecodeLosses, Frame, VideoInfo, decode
-from .packing import pack
-from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
+from .packing import eye_size, pack
+from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_plan
 from .scenes import CutDetector, make_detector
 from .temporal import TemporalSmoother
 
@@ -150,7 +151,8 @@ def with_depth(
 class StereoFrame:
     """One frame through every stage before encoding.
 
-    ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``plan``: the disparity,
+    ``depth``: normalized, smoothed depth (float32 in [0, 1], larger = nearer) at the working resolution (the
+    frame's aspect at about the model's own size; the frame's size at most). ``plan``: the disparity,
     convergence and floating window the views were rendered from. ``packed``: the frame in the output layout, rendered
     from ``frame.source`` (uint8, or uint16 from a deep source's ``picture``)
     (None for a frame of the pre-roll, which is not rendered).
@@ -173,14 +175,15 @@ def _closing(items: Iterable[object]) -> None:
 def plan_stage(
     items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig, estimator: DepthEstimator | None = None
 ) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
-    """Temporal smoothing and the stereo plan (convergence, disparity, refined edges, window): the stateful steps, in
-    frame order. ``estimator``: the one the depth came from, which says how much its maps were upsampled."""
+    """Temporal smoothing and the stereo plan (convergence, disparity, window): the stateful steps, in frame order,
+    on the depth's own grid (the working resolution). ``estimator``: the one the depth came from, which says the
+    size of its model's maps (how far the refinement at rendering looks)."""
     smoother = TemporalSmoother(config.temporal)
     renderer = StereoRenderer(config.stereo, depth_shape=depth_shape(estimator))
     try:
         for frame, is_cut, raw_depth in items:
             depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut, image=frame.rgb)
+            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut, frame=frame.rgb.shape[:2])
     finally:
         _closing(items)
 
@@ -191,17 +194,25 @@ def render_stage(
     synthesize: Synthesizer = synthesize_view,
     workers: int = 1,
     wanted: Callable[[Frame], bool] | None = None,
+    packed_size: bool = False,
 ) -> Iterator[StereoFrame]:
     """Both eyes and the packed frame for each planned frame (only for frames ``wanted`` accepts, if given; the
-    others come through with ``packed=None``). Rendering needs no state, so ``workers`` threads render different
-    frames at once; results come out in frame order, whatever finishes first."""
+    others come through with ``packed=None``). Each eye's disparity is brought from the plan's grid to the size the
+    eye is rendered at and its depth edges refined there: the frame's size, or with ``packed_size`` the size it is
+    packed at (half layouts: half the width or height; ``output.render_size``). Rendering needs no state, so
+    ``workers`` threads render different frames at once; results come out in frame order, whatever finishes first."""
 
     def render(item: tuple[Frame, bool, np.ndarray, StereoPlan]) -> StereoFrame:
         frame, is_cut, depth, plan = item
         if wanted is not None and not wanted(frame):
             return StereoFrame(frame, is_cut, depth, plan, None)
-        left, right = render_views(frame.source, plan.disparity, plan.window, synthesize)
-        return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout))
+        size = None
+        if packed_size:
+            width, height = eye_size(frame.rgb.shape[1], frame.rgb.shape[0], layout)  # type: ignore[arg-type]
+            size = (height, width)
+        left, right = render_plan(frame.source, plan, size, frame.rgb, synthesize)
+        frame_size = (frame.rgb.shape[1], frame.rgb.shape[0])
+        return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout, frame_size))  # type: ignore[arg-type]
 
     if workers <= 1:
         try:
@@ -230,6 +241,19 @@ def depth_shape(estimator: DepthEstimator | None) -> Callable[[int, int], tuple[
     estimator given through the API without one)."""
     prep = getattr(estimator, "prep", None)
     return prep.input_shape if prep is not None else None
+
+
+def render_workers(setting: int, on_cpu: bool, cores: int | None = None) -> int:
+    """The render threads for ``runtime.render_workers`` (0: sized to the machine): the CPU renderer's compiled passes
+    release the GIL, so half the cores (at least 2, at most 8) keep them busy next to decoding, the model and the
+    encoder; a GPU renders a frame in one go, and 2 threads keep it fed."""
+    if setting > 0:
+        return setting
+    if not on_cpu:
+        return 2
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                             else os.cpu_count() or 2)  # fmt: skip
+    return max(2, min(8, cores // 2))
 
 
 def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
@@ -270,7 +294,9 @@ def stereo_frames(
     depth = threaded(with_depth(decided, estimator), runtime.queue_frames, name="stereoconv-depth")
     planned = plan_stage(depth, config, estimator)
     synthesize = choose_synthesizer(config, estimator)
-    rendered = render_stage(planned, config.output.format, synthesize, runtime.render_workers, render)
+    packed_size = config.output.render_size == "packed"
+    workers = render_workers(runtime.render_workers, synthesize is synthesize_view)
+    rendered = render_stage(planned, config.output.format, synthesize, workers, render, packed_size)
     return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
 
 

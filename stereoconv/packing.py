@@ -72,11 +72,13 @@ def anaglyph(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return _linear_to_srgb(lin)
 
 
-def pack(left: np.ndarray, right: np.ndarray, layout: Layout) -> np.ndarray:
-    """Pack two uint8 HxWx3 views into one frame of :func:`packed_size`."""
+def pack(left: np.ndarray, right: np.ndarray, layout: Layout, frame: tuple[int, int] | None = None) -> np.ndarray:
+    """Pack two uint8 HxWx3 views into one frame of :func:`packed_size` for a source of ``frame`` = (width, height)
+    (None: the views' own size; views rendered at the packed eye size are then packed as they are)."""
     if left.shape != right.shape:
         raise ValueError(f"left {left.shape} and right {right.shape} views differ in shape")
-    size = eye_size(left.shape[1], left.shape[0], layout)
+    width, height = frame if frame is not None else (left.shape[1], left.shape[0])
+    size = eye_size(width, height, layout)
     left, right = _fit(left, size), _fit(right, size)
     if layout.endswith("sbs"):
         return np.hstack((left, right))

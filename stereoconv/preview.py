@@ -92,8 +92,9 @@ class PreviewFrame:
             return self.item.packed
         if layout == "anaglyph":
             return pack(left, right, "anaglyph")
-        if layout == "depth":
-            return colorize_depth(self.item.depth)
+        if layout == "depth":  # the depth's own grid brought to the frame's size
+            rgb = self.item.frame.rgb
+            return _fit(colorize_depth(self.item.depth), (rgb.shape[1], rgb.shape[0]))
         if layout == "grid":
             anaglyph = pack(left, right, "anaglyph")  # even width and height: the size of every tile
             tile = (anaglyph.shape[1], anaglyph.shape[0])

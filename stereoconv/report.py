@@ -287,9 +287,11 @@ class ShotReport:
 
     def add_frame(self, item: Any) -> None:
         """:meth:`add` for a :class:`~stereoconv.engine.StereoFrame` (``convert(..., on_frame=report.add_frame)``):
-        its frame, cut flag, the disparity and window of its ``plan``, and its ``holes`` if it has them."""
+        its frame, cut flag, the disparity (at the frame's size, edges not refined) and window of its ``plan``, and
+        its ``holes`` if it has them."""
         frame, plan = item.frame, item.plan
-        self.add(frame.index, frame.time, item.is_cut, frame.rgb, plan.disparity, window=plan.window,
+        disparity = plan.at(*frame.rgb.shape[:2])
+        self.add(frame.index, frame.time, item.is_cut, frame.rgb, disparity, window=plan.window,
                  holes=getattr(item, "holes", None))  # fmt: skip
 
     def add(
