@@ -118,6 +118,7 @@ class _MotionWarp:
         # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than
         # they save (measured in benchmarks/temporal.py); at 320 px wide both flows take about 6 ms per frame.
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # the last frame's grey and its flow-size version
 
     def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(map_x, map_y, valid)`` such that ``cv2.remap(previous, map_x, map_y)`` lines the previous frame up
@@ -126,7 +127,11 @@ class _MotionWarp:
         scale = min(1.0, _FLOW_WIDTH / width)
         size = (max(8, round(width * scale)), max(8, round(height * scale)))
         current = cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
-        previous = cv2.resize(previous_gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
+        if self._last is not None and self._last[0] is previous_gray and self._last[1].shape == current.shape:
+            previous = self._last[1]  # the frame before was this call's current one: already at the flow's size
+        else:
+            previous = cv2.resize(previous_gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
+        self._last = gray, current
         backward = self._dis.calc(current, previous, None)  # current(x) ~ previous(x + backward(x))
         forward = self._dis.calc(previous, current, None)
         grid_x, grid_y = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
