@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--audio", choices=("copy", "aac", "none"),
                          help="audio streams: copy (default; re-encoded to AAC only where the container cannot hold "
                          "the codec), aac (re-encode all) or none (drop)")  # fmt: skip
+    convert.add_argument("--subtitles", choices=("auto", "burn", "keep", "none"),
+                         help="text subtitles: burn (drawn into both eyes, just in front of what they cover), keep "
+                         "(copied as soft subtitles: a 3D player splits them across the eyes), none (dropped); "
+                         "default auto: burn for SBS/TB layouts, keep for anaglyph (output.subtitles; "
+                         "output.subtitle_stream chooses the stream)")  # fmt: skip
     convert.add_argument("--codec", choices=ENCODERS, help="video encoder (default: libx264; prores_ks for .mov/.mkv "
                          "and ffv1 for .mkv intermediates; NVENC where the GPU has it) (output.codec)")  # fmt: skip
     convert.add_argument("--pix-fmt", choices=PIX_FMTS, help="output pixel format (default: source: 10-bit for "
@@ -261,6 +266,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "depth.device": getattr(args, "device", None),
         "output.format": getattr(args, "format", None),
         "output.audio": getattr(args, "audio", None),
+        "output.subtitles": getattr(args, "subtitles", None),
         "output.codec": getattr(args, "codec", None),
         "output.pix_fmt": getattr(args, "pix_fmt", None),
         "media.start": parse_time(args.start, "--start") if getattr(args, "start", None) else None,
@@ -301,13 +307,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             print(result.depth_cache, file=sys.stderr)
         if result.work:
             print(result.work, file=sys.stderr)
-        print(f"wrote {result.output}: {result.frames} frames, {len(result.cuts)} cuts, "
+        print(f"wrote {result.output}: {result.frames} frames, {_count(len(result.cuts), 'cut')}, "
               f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
     losses = getattr(result, "losses", None)
     if losses:
         _print_losses(losses, f"completed with losses: {losses.summary()}", f"wrote {result.output}")
         return EXIT_COMPLETED_WITH_LOSSES
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 cut``, ``2 cuts``, ``0 cuts``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_losses(losses: DecodeLosses, outcome: str, then: str) -> None:
@@ -326,7 +337,7 @@ def _cmd_scenes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(scenes.to_dict()))
     else:
-        print(f"{scenes.frames} frames at {scenes.fps:.3f} fps, {len(scenes.cuts)} cuts")
+        print(f"{scenes.frames} frames at {scenes.fps:.3f} fps, {_count(len(scenes.cuts), 'cut')}")
         for cut in scenes.cuts:
             print(f"cut at frame {cut} ({cut / scenes.fps:.3f} s)" if scenes.fps else f"cut at frame {cut}")
     return 0
@@ -371,8 +382,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                progress=not args.quiet)  # fmt: skip
     if not args.quiet:
         mid = sum(1 for c in job.chunks if not c.starts_at_cut)
-        print(f"wrote {job.path}: {job.frames} frames, {len(job.cuts)} cuts, {len(job.chunks)} chunks "
-              f"({mid} starting mid-shot)", file=sys.stderr)  # fmt: skip
+        print(f"wrote {job.path}: {job.frames} frames, {_count(len(job.cuts), 'cut')}, "
+              f"{_count(len(job.chunks), 'chunk')} ({mid} starting mid-shot)", file=sys.stderr)  # fmt: skip
         if job.model_note:
             print(f"note: {job.model_note}", file=sys.stderr)
     if job.losses:  # the chunks skip them; assemble reports them again and exits 5

@@ -254,6 +254,13 @@ class OutputConfig(_Section):
     audio: str = setting("copy", "audio streams: copy (re-encoded to AAC only where the container cannot hold "
                          "the codec), aac (re-encode all to AAC) or none (drop)",
                          choices=("copy", "aac", "none"))  # fmt: skip
+    subtitles: str = setting("auto", "text subtitles: burn (drawn into both eyes, just in front of what they cover), "
+                             "keep (copied as soft subtitles, which a 3D player splits across the eyes), none "
+                             "(dropped); auto: burn for side-by-side and top-bottom layouts, else keep",
+                             choices=("auto", "burn", "keep", "none"))  # fmt: skip
+    subtitle_stream: int | None = setting(None, "the text subtitle stream to burn, counted among the input's text "
+                                          "subtitle streams from 0 (unset: the first marked default, else the "
+                                          "first)", range=(0, 99), kind=int)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import contextlib
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,7 @@ from .media import DecodeLosses, Frame, VideoInfo, decode
 from .packing import pack
 from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
 from .scenes import CutDetector, make_detector
+from .subtitles import Caption, CaptionTrack, open_captions
 from .temporal import TemporalSmoother
 
 T = TypeVar("T")
@@ -171,22 +172,48 @@ def _closing(items: Iterable[object]) -> None:
 
 
 def plan_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig, estimator: DepthEstimator | None = None
-) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
+    items: Iterable[tuple[Frame, bool, np.ndarray]],
+    config: PipelineConfig,
+    estimator: DepthEstimator | None = None,
+    *,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
+    captions: CaptionTrack | None = None,
+) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]]:
     """Temporal smoothing and the stereo plan (convergence, disparity, refined edges, window): the stateful steps, in
-    frame order. ``estimator``: the one the depth came from, which says how much its maps were upsampled."""
-    smoother = TemporalSmoother(config.temporal)
-    renderer = StereoRenderer(config.stereo, depth_shape=depth_shape(estimator))
+    frame order. ``estimator``: the one the depth came from, which says how much its maps were upsampled.
+
+    ``shots``: settings for some shots (by index, counted from ``first_shot`` for the first frame here, plus one at
+    every cut after it), whose ``temporal`` and ``stereo`` sections replace ``config``'s for that shot's frames. Every
+    state resets at a cut anyway, so a shot's own smoother and renderer start there afresh; the other shots run
+    exactly as without ``shots``. ``captions``: subtitle cues to place on the frames (the last item of each tuple)."""
+    shape = depth_shape(estimator)
+
+    def stages(cfg: PipelineConfig) -> tuple[TemporalSmoother, StereoRenderer]:
+        return TemporalSmoother(cfg.temporal), StereoRenderer(cfg.stereo, depth_shape=shape)
+
+    default = stages(config)
+    smoother, renderer = default
+    shot, first = first_shot, True
     try:
         for frame, is_cut, raw_depth in items:
+            if is_cut and not first:
+                shot += 1
+            if shots and (is_cut or first):
+                smoother, renderer = stages(shots[shot]) if shot in shots else default
+            first = False
             depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut, image=frame.rgb)
+            plan = renderer.plan(depth, cut=is_cut, image=frame.rgb)
+            caption = None
+            if captions is not None:
+                caption = captions(frame.time, plan.disparity, renderer.config.max_negative_parallax)
+            yield frame, is_cut, depth, plan, caption
     finally:
         _closing(items)
 
 
 def render_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan]],
+    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]],
     layout: str,
     synthesize: Synthesizer = synthesize_view,
     workers: int = 1,
@@ -196,11 +223,14 @@ def render_stage(
     others come through with ``packed=None``). Rendering needs no state, so ``workers`` threads render different
     frames at once; results come out in frame order, whatever finishes first."""
 
-    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan]) -> StereoFrame:
-        frame, is_cut, depth, plan = item
+    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]) -> StereoFrame:
+        frame, is_cut, depth, plan, caption = item
         if wanted is not None and not wanted(frame):
             return StereoFrame(frame, is_cut, depth, plan, None)
         left, right = render_views(frame.source, plan.disparity, plan.window, synthesize)
+        if caption is not None:  # into each eye before packing, shifted by its disparity
+            caption.draw(left, +1)
+            caption.draw(right, -1)
         return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout))
 
     if workers <= 1:
@@ -250,6 +280,9 @@ def stereo_frames(
     render: Callable[[Frame], bool] | None = None,
     cuts: Collection[int] | None = None,
     first_index: int = 0,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
+    captions: CaptionTrack | None = None,
 ) -> Iterator[StereoFrame]:
     """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order.
 
@@ -261,6 +294,8 @@ def stereo_frames(
     The stages overlap: cuts and depth run in one thread, smoothing and planning then rendering and packing in
     another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
     ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
+    ``shots``, ``first_shot``: per-shot settings (see :func:`plan_stage`). ``captions``: subtitle cues burned into
+    both eyes (:mod:`stereoconv.subtitles`).
     """
     runtime = config.runtime
     if cuts is None:
@@ -268,7 +303,7 @@ def stereo_frames(
     else:
         decided = with_given_cuts(frames, cuts, first_index)
     depth = threaded(with_depth(decided, estimator), runtime.queue_frames, name="stereoconv-depth")
-    planned = plan_stage(depth, config, estimator)
+    planned = plan_stage(depth, config, estimator, shots=shots, first_shot=first_shot, captions=captions)
     synthesize = choose_synthesizer(config, estimator)
     rendered = render_stage(planned, config.output.format, synthesize, runtime.render_workers, render)
     return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
@@ -309,6 +344,8 @@ def frame_stream(
     first_index: int = 0,
     losses: DecodeLosses | None = None,
     deep: bool = False,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
 ) -> Iterator[Iterator[StereoFrame]]:
     """The frames of ``info`` whose times fall in ``[start, end)`` seconds through every stage, in decode order, as
     a context manager: leaving it stops and joins every stage thread, then closes the decoder.
@@ -318,9 +355,12 @@ def frame_stream(
     ``cuts``, ``first_index``: the cuts given (a plan's), as for :func:`stereo_frames`; None: detected.
     ``losses``: decode tolerantly, recording the frames lost in it (None: strictly, MediaError on any loss).
     ``deep``: frames of a deep source also carry their 16-bit ``picture``, which is what gets rendered.
+    ``shots``, ``first_shot``: settings of some shots, by index (see :func:`plan_stage`). Subtitle cues are burned in
+    when ``output.subtitles`` says so (:func:`~stereoconv.subtitles.open_captions`).
     Decoding uses ``config.media``'s threads and deinterlacing; the range is the caller's (not ``media.start``).
     """
     media = config.media
+    captions = open_captions(info, config)
     frames = threaded(decode(info, start, end, media.decode_threads, losses, deinterlace=media.deinterlace,
                              deep=deep))  # fmt: skip
     render = (lambda frame: frame.index >= preroll) if preroll > 0 else None
@@ -329,7 +369,8 @@ def frame_stream(
     with (
         contextlib.closing(frames),
         contextlib.closing(
-            stereo_frames(frames, estimator, config, render=render, cuts=cuts, first_index=first_index)
+            stereo_frames(frames, estimator, config, render=render, cuts=cuts, first_index=first_index, shots=shots,
+                          first_shot=first_shot, captions=captions)
         ) as items,
     ):
         yield items

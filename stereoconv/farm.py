@@ -58,7 +58,7 @@ from .encode import (
 )
 from .engine import frame_stream, open_estimator, scan
 from .errors import MediaError, StereoconvError, UsageError
-from .media import DecodeLosses, VideoInfo, probe
+from .media import DecodeLosses, VideoInfo, probe, subtitle_mode
 from .packing import packed_size
 from .progress import expected_frames, progress_bar
 
@@ -663,7 +663,8 @@ def _remux(job: Job, work: Path, out: av.container.OutputContainer, info: VideoI
                     tag_stereo_layout(stream, out.format.name, config.output, {}, info.sample_aspect_ratio)
                     # As VideoWriter: a source without audio still gets its subtitles, chapters and metadata.
                     audio = AudioCopy(out, info.path, start, end,
-                                      audio=config.output.audio if info.audio_streams else "none")  # fmt: skip
+                                      audio=config.output.audio if info.audio_streams else "none",
+                                      subtitles=subtitle_mode(config.output, info) == "keep")  # fmt: skip
                     extradata = vin.codec_context.extradata
                 elif vin.codec_context.extradata != extradata:
                     raise MediaError(f"chunk {chunk.index} was encoded with other encoder settings than chunk 0 "

@@ -299,3 +299,21 @@ def test_preview_and_report_from_the_command_line(two_shot_clip, tiny_model, tmp
     assert code == 2
     assert_one_line_error(err, "beyond the end")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_unsupported_output_container_is_refused_before_any_work(two_shot_clip, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "out.avi"), "--model",
+                           str(tmp_path / "no-model"))  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "unsupported output container '.avi'", ".mp4, .mkv or .mov")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mkv_video_track_is_default_and_cuts_are_counted_in_words(two_shot_clip, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out.mkv"
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model),
+                           "--set", "depth.input_size=56")  # fmt: skip
+    assert code == 0, err
+    assert f"{len(two_shot_clip.frames)} frames, 1 cut, " in err[-1]
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].disposition & av.stream.Disposition.default
