@@ -24,7 +24,9 @@ from .config import (
     LAYOUTS,
     PIX_FMTS,
     PREVIEW_LAYOUTS,
+    ShotOverrides,
     load_config,
+    load_shots,
     parse_time,
     parse_value,
     preset_description,
@@ -59,6 +61,16 @@ def _settings_arguments(parser: argparse.ArgumentParser) -> None:
                        "`stereoconv presets show film` lists them with units)")  # fmt: skip
     group.add_argument("--start", metavar="TIME", help="start of the range to convert: seconds or HH:MM:SS.mmm")
     group.add_argument("--end", metavar="TIME", help="end of the range (exclusive): seconds or HH:MM:SS.mmm")
+
+
+def _shots_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shots", metavar="FILE", help="per-shot settings: a TOML file of [[shots]] entries, each "
+                        "selecting shots by index = N or by start/end times and changing any [temporal] or [stereo] "
+                        "setting for them (`stereoconv scenes --json` output is a valid start, as .json)")  # fmt: skip
+
+
+def _load_shots(args: argparse.Namespace) -> ShotOverrides | None:
+    return load_shots(args.shots) if getattr(args, "shots", None) else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'stereoconv[ray]')")  # fmt: skip
     resume.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to use (ray://HOST:10001, HOST:6379, "
                         "auto; default: a local Ray for the run)")  # fmt: skip
+    _shots_argument(convert)
     _settings_arguments(convert)
 
     preview = commands.add_parser(
@@ -152,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--model", metavar="ID|DIR", help="depth model (see convert)")
     preview.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where the depth model runs")
     preview.add_argument("--depth-cache", metavar="DIR", help="convert's depth cache: frames in it skip the model")
+    _shots_argument(preview)
     _settings_arguments(preview)
 
     scenes = commands.add_parser("scenes", help="list scene cuts", description="Detect scene cuts in INPUT with "
@@ -213,6 +227,7 @@ def _farm_arguments(commands: Any) -> None:
     plan.add_argument("--strict", action="store_true", help="fail (exit 3) if any frame of a damaged input cannot be "
                       "decoded; by default the frames lost are listed, skipped by every chunk, and assemble exits "
                       "5 (media.strict)")  # fmt: skip
+    _shots_argument(plan)
     _settings_arguments(plan)
 
     render = commands.add_parser(
@@ -282,19 +297,20 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .api import convert
 
     config = load_config(args.preset, args.config, _overrides(args))
+    shots = _load_shots(args)
     if args.work_dir is None:
         given = [flag for flag, value in (("--chunk-seconds", args.chunk_seconds), ("--backend", args.backend),
                  ("--ray-address", args.ray_address), ("--keep-work-dir", args.keep_work_dir)) if value]  # fmt: skip
         if given:
             raise UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --work-dir")
         result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
-                         progress=not args.quiet)  # fmt: skip
+                         progress=not args.quiet, shots=shots)  # fmt: skip
     else:
         try:
             result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
                              progress=not args.quiet, work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
                              chunk_seconds=args.chunk_seconds or 60.0, backend=args.backend or "local",
-                             ray_address=args.ray_address)  # fmt: skip
+                             ray_address=args.ray_address, shots=shots)  # fmt: skip
         except (KeyboardInterrupt, Terminated):
             if os.path.isfile(os.path.join(args.work_dir, "job.json")):
                 print(f"stereoconv: finished chunks are kept in {args.work_dir}: run the same command again to "
@@ -307,6 +323,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             print(result.depth_cache, file=sys.stderr)
         if result.work:
             print(result.work, file=sys.stderr)
+        for line in _shot_lines(result.shot_settings):
+            print(line, file=sys.stderr)
         print(f"wrote {result.output}: {result.frames} frames, {_count(len(result.cuts), 'cut')}, "
               f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
     losses = getattr(result, "losses", None)
@@ -314,6 +332,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         _print_losses(losses, f"completed with losses: {losses.summary()}", f"wrote {result.output}")
         return EXIT_COMPLETED_WITH_LOSSES
     return 0
+
+
+def _shot_lines(settings: dict[int, dict[str, Any]]) -> list[str]:
+    """One line per shot with settings of its own, e.g. ``shot 3: stereo.max_negative_parallax=0.5``."""
+    return [f"shot {k}: " + ", ".join(f"{key}={value}" for key, value in sorted(v.items()))
+            for k, v in sorted(settings.items())]  # fmt: skip
 
 
 def _count(n: int, noun: str) -> str:
@@ -369,7 +393,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
     config = load_config(args.preset, args.config, _overrides(args))
     written = preview(args.input, parse_time(args.at, "--at"), args.out, config, layout=args.layout,
-                      warmup_seconds=args.warmup, depth_cache=args.depth_cache)  # fmt: skip
+                      warmup_seconds=args.warmup, depth_cache=args.depth_cache, shots=_load_shots(args))  # fmt: skip
     print(f"wrote {written}", file=sys.stderr)
     return 0
 
@@ -379,13 +403,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     config = load_config(args.preset, args.config, _overrides(args))
     job = plan(args.input, args.out, config, chunk_seconds=args.chunk_seconds, preroll_seconds=args.preroll_seconds,
-               progress=not args.quiet)  # fmt: skip
+               progress=not args.quiet, shots=_load_shots(args))  # fmt: skip
     if not args.quiet:
         mid = sum(1 for c in job.chunks if not c.starts_at_cut)
         print(f"wrote {job.path}: {job.frames} frames, {_count(len(job.cuts), 'cut')}, "
               f"{_count(len(job.chunks), 'chunk')} ({mid} starting mid-shot)", file=sys.stderr)  # fmt: skip
         if job.model_note:
             print(f"note: {job.model_note}", file=sys.stderr)
+        for line in _shot_lines(job.shot_settings):
+            print(line, file=sys.stderr)
     if job.losses:  # the chunks skip them; assemble reports them again and exits 5
         _print_losses(job.losses, f"planned with losses: {job.losses.summary()}",
                       f"wrote {job.path}; assemble will exit {EXIT_COMPLETED_WITH_LOSSES}")  # fmt: skip

@@ -46,7 +46,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig
+from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig, ShotOverrides
 from .depth import DepthEstimator
 from .encode import atomic_output, check_writable_file
 from .engine import StereoFrame, frame_stream, open_estimator, scan
@@ -174,6 +174,24 @@ def _scan(info: VideoInfo, at: float, start: float, config: PipelineConfig) -> _
     raise _beyond_end(info, at, last_time)
 
 
+def _shot_settings(info: VideoInfo, at: float, config: PipelineConfig, shots: ShotOverrides) -> dict[str, object]:
+    """The settings ``shots`` gives the shot holding the frame at ``at``: its index and times from a scan for cuts
+    from ``media.start`` (as ``convert`` counts shots) to the cut after it."""
+    index, begin, finish = 0, config.media.start, None
+    first, reached = True, False  # reached: past the frame at ``at`` (the first at or after it)
+    with scan(info, config, start=config.media.start, end=config.media.end) as decided:
+        for frame, is_cut in decided:
+            if first:
+                begin, first = frame.time, False
+            elif is_cut and reached:
+                finish = frame.time
+                break
+            elif is_cut:
+                index, begin = index + 1, frame.time
+            reached = reached or frame.time >= at - _TIME_TOLERANCE
+    return shots.for_shot(index, begin, finish)
+
+
 def preview_frame(
     input: str | os.PathLike[str],
     at: float,
@@ -182,6 +200,7 @@ def preview_frame(
     estimator: DepthEstimator | None = None,
     depth_cache: str | os.PathLike[str] | None = None,
     warmup_seconds: float = DEFAULT_WARMUP,
+    shots: ShotOverrides | None = None,
 ) -> PreviewFrame:
     """Run the frame of ``input`` at time ``at`` (s, a time in the input) through every stage of ``convert``, with
     the stages warmed up on up to ``warmup_seconds`` of its shot before it (see the module docstring).
@@ -191,7 +210,8 @@ def preview_frame(
     directory of ``convert``'s depth cache: frames a conversion (or an earlier preview) of the same input with the same
     model already ran are read from it, and the model is loaded only if some frame is missing; the frames computed
     here are added to it. Raises :class:`~stereoconv.errors.UsageError` for a time outside the video or the
-    configured range, :class:`~stereoconv.errors.MediaError` for an unreadable input.
+    configured range, :class:`~stereoconv.errors.MediaError` for an unreadable input. ``shots``: per-shot settings,
+    as ``convert`` applies them: the frame's shot is found by scanning for cuts from ``media.start`` (decoding only).
     """
     config = (config or PipelineConfig()).replace({"output.format": "full-sbs"})
     if not warmup_seconds >= 0:
@@ -199,6 +219,8 @@ def preview_frame(
     at = float(at)
     info = probe(input)
     _check_time(at, config)
+    if shots is not None and shots.rules:
+        config = config.replace(_shot_settings(info, at, config, shots))
     start = max(config.media.start, at - warmup_seconds)
     found = _scan(info, at, start, config)  # before the model is loaded: a time beyond the end fails at once
     run_start = found.last_cut if found.last_cut is not None else start
@@ -234,6 +256,7 @@ def preview(
     estimator: DepthEstimator | None = None,
     depth_cache: str | os.PathLike[str] | None = None,
     warmup_seconds: float = DEFAULT_WARMUP,
+    shots: ShotOverrides | None = None,
 ) -> Path:
     """Render the frame of ``input`` at ``at`` seconds as ``convert`` would (:func:`preview_frame`) and write it to
     the PNG ``output`` in ``layout`` (``sbs``, ``anaglyph``, ``depth`` or ``grid``; see the module docstring).
@@ -244,7 +267,7 @@ def preview(
     _check_layout(layout)
     out = check_png_path(output)
     frame = preview_frame(input, at, config, estimator=estimator, depth_cache=depth_cache,
-                          warmup_seconds=warmup_seconds)  # fmt: skip
+                          warmup_seconds=warmup_seconds, shots=shots)  # fmt: skip
     return write_png(out, frame.image(layout))
 
 

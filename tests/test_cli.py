@@ -216,7 +216,11 @@ def test_convert_with_tiny_model_via_cli(two_shot_clip, tiny_model, tmp_path, ca
 def test_scenes_json(two_shot_clip, capsys):
     code, out, _ = run_cli(capsys, "scenes", str(two_shot_clip.path), "--json")
     assert code == 0
-    assert json.loads(out) == {"cuts": two_shot_clip.cuts, "frames": len(two_shot_clip.frames), "fps": 24.0}
+    listing = json.loads(out)
+    shots = listing.pop("shots")
+    assert listing == {"cuts": two_shot_clip.cuts, "frames": len(two_shot_clip.frames), "fps": 24.0}
+    assert [(s["index"], s["first_frame"], s["frames"]) for s in shots] == [(0, 0, 12), (1, 12, 10)]
+    assert shots[1]["start"] == pytest.approx(12 / 24) and shots[0]["end"] == shots[1]["start"]
 
 
 def test_scenes_on_bad_input_exits_3(tmp_path, capsys):
