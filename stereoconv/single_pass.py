@@ -111,8 +111,17 @@ def convert(
         progress_bar(total, progress, "converting") as bar,
         VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end) as writer,
         # Closed first (a with-statement exits in reverse): the engine's threads stop before the writer finishes.
-        frame_stream(info, config, estimator, start=media.start, end=media.end, losses=losses, deep=deep,
-                     cuts=given_cuts, shots=shot_configs(config, resolved)) as items,  # fmt: skip
+        frame_stream(
+            info,
+            config,
+            estimator,
+            start=media.start,
+            end=media.end,
+            losses=losses,
+            deep=deep,
+            cuts=given_cuts,
+            shots=shot_configs(config, resolved),
+        ) as items,
     ):
         for item in items:
             if item.is_cut:
