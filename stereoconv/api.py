@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 from . import single_pass
 from .config import PipelineConfig, ShotOverrides
 from .errors import UsageError
+from .progress import JsonProgress
 from .single_pass import ConvertResult, SceneList, detect_scenes
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def convert(
     ray_address: str | None = None,
     keep_work_dir: bool = False,
     shots: ShotOverrides | None = None,
+    json_progress: JsonProgress | None = None,
 ) -> ConvertResult:
     """Convert ``input`` to a stereo 3D video at ``output``.
 
@@ -60,7 +62,7 @@ def convert(
     first frames can differ slightly from the single pass's.
     ``shots``: per-shot settings (:func:`~stereoconv.config.load_shots`): the shots they select are converted with
     their ``[temporal]`` and ``[stereo]`` settings changed, the others exactly as without; recorded in the report and
-    in a work directory's plan.
+    in a work directory's plan. ``json_progress``: machine-readable progress lines (start, every N frames, finish).
     Raises :class:`~stereoconv.errors.StereoconvError` subclasses for user-facing problems.
     """
     config = config or PipelineConfig()
@@ -71,8 +73,10 @@ def convert(
 
         return convert_in_work_dir(input, output, config, work_dir, chunk_seconds=chunk_seconds, backend=backend,
                                    ray_address=ray_address, keep_work_dir=keep_work_dir, estimator=estimator,
-                                   depth_cache=depth_cache, progress=progress, shots=shots)  # fmt: skip
+                                   depth_cache=depth_cache, progress=progress, shots=shots,
+                                   json_progress=json_progress)  # fmt: skip
     if backend != "local" or ray_address is not None or keep_work_dir:
         raise UsageError("--backend, --ray-address and --keep-work-dir need --work-dir")
     return single_pass.convert(input, output, config, estimator=estimator, depth_cache=depth_cache, report=report,
-                               progress=progress, on_frame=on_frame, shots=shots)  # fmt: skip
+                               progress=progress, on_frame=on_frame, shots=shots,
+                               json_progress=json_progress)  # fmt: skip

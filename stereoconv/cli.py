@@ -124,6 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "sources of more than 8 bits, keeping HDR; an 8-bit format tone-maps HDR to SDR) "
                          "(output.pix_fmt)")  # fmt: skip
     convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    convert.add_argument("--progress", choices=("text", "json", "none"), default="text",
+                         help="text: a progress bar on stderr; json: JSON lines on stdout instead, as render "
+                         "--progress json writes them (start, every --progress-every frames, finish; a batch: one "
+                         "run per input, then a summary) (default: text)")  # fmt: skip
+    convert.add_argument("--progress-every", metavar="N", type=int, default=24, help="frames between JSON lines")
     convert.add_argument("--strict", action="store_true", help="fail (exit 3, no output) if any frame of a damaged "
                          "input cannot be decoded; by default what decodes is converted, the losses are listed and "
                          "the exit code is 5 (media.strict)")  # fmt: skip
@@ -295,22 +300,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .api import convert
+    from .progress import JsonProgress
 
     config = load_config(args.preset, args.config, _overrides(args))
     shots = _load_shots(args)
+    json_progress = JsonProgress(None, args.progress_every, sys.stdout) if args.progress == "json" else None
+    bar = not args.quiet and args.progress == "text"
     if args.work_dir is None:
         given = [flag for flag, value in (("--chunk-seconds", args.chunk_seconds), ("--backend", args.backend),
                  ("--ray-address", args.ray_address), ("--keep-work-dir", args.keep_work_dir)) if value]  # fmt: skip
         if given:
             raise UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --work-dir")
         result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
-                         progress=not args.quiet, shots=shots)  # fmt: skip
+                         progress=bar, shots=shots, json_progress=json_progress)  # fmt: skip
     else:
         try:
             result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
-                             progress=not args.quiet, work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
+                             progress=bar, work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
                              chunk_seconds=args.chunk_seconds or 60.0, backend=args.backend or "local",
-                             ray_address=args.ray_address, shots=shots)  # fmt: skip
+                             ray_address=args.ray_address, shots=shots, json_progress=json_progress)  # fmt: skip
         except (KeyboardInterrupt, Terminated):
             if os.path.isfile(os.path.join(args.work_dir, "job.json")):
                 print(f"stereoconv: finished chunks are kept in {args.work_dir}: run the same command again to "
@@ -419,7 +427,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .farm import JsonProgress, chunks_for_frames, load_job, parse_frame_range, render
+    from .farm import chunks_for_frames, load_job, parse_frame_range, render
+    from .progress import JsonProgress
 
     job = load_job(args.job)
     if args.device:

@@ -61,7 +61,7 @@ from .engine import frame_stream, open_estimator, scan
 from .errors import MediaError, StereoconvError, UsageError
 from .media import DecodeLosses, VideoInfo, probe, subtitle_mode
 from .packing import packed_size
-from .progress import expected_frames, progress_bar
+from .progress import JsonProgress, expected_frames, progress_bar
 
 JOB_FORMAT = "stereoconv-job"
 JOB_VERSION = 1
@@ -538,27 +538,6 @@ def render_chunk(
     }  # fmt: skip
     _write_json_atomic(sidecar, meta)
     return len(pts)
-
-
-class JsonProgress:
-    """One JSON line on stdout every ``every`` frames and at each chunk's end: frames done, total, fps, chunk."""
-
-    def __init__(self, total: int, every: int = 24, stream: Any = None) -> None:
-        self.total, self.every = total, max(1, every)
-        self.done = 0
-        self._stream = stream
-        self._started = time.perf_counter()
-
-    def emit(self, chunk: int, event: str = "progress") -> None:
-        elapsed = time.perf_counter() - self._started
-        line = {"event": event, "chunk": chunk, "frames_done": self.done, "frames_total": self.total,
-                "fps": round(self.done / elapsed, 3) if elapsed > 0 else 0.0}  # fmt: skip
-        print(json.dumps(line), file=self._stream, flush=True)
-
-    def frame(self, chunk: int) -> None:
-        self.done += 1
-        if self.done % self.every == 0:
-            self.emit(chunk)
 
 
 def render(

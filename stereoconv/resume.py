@@ -39,7 +39,7 @@ from .farm import (
     settings_differ,
 )
 from .media import VideoInfo, probe
-from .progress import progress_bar
+from .progress import JsonProgress, progress_bar
 from .single_pass import ConvertResult
 
 WORK_MANIFEST = "job.json"
@@ -159,6 +159,7 @@ def convert_in_work_dir(
     depth_cache: str | Path | None = None,
     progress: bool = False,
     shots: ShotOverrides | None = None,
+    json_progress: JsonProgress | None = None,
 ) -> ConvertResult:
     """``convert`` as plan -> render -> assemble in ``work_dir``, resumable: see :func:`stereoconv.api.convert`.
 
@@ -202,6 +203,9 @@ def convert_in_work_dir(
     else:
         note = f"planned {len(job.chunks)} chunks"
     say(f"{note} (work directory {work})")
+    if json_progress is not None:
+        json_progress.start(job.frames, input=str(input), output=str(out_path))
+        json_progress.done = sum(c.frames for c in job.chunks if c.index not in pending)
     cache = None
     try:
         if run_chunks is not None:
@@ -213,7 +217,15 @@ def convert_in_work_dir(
             todo = sum(rendering.chunks[k].frames for k in pending)
             with progress_bar(todo, progress, "converting") as bar:
                 for k in pending:
-                    render_chunk(rendering, rendering.chunks[k], chunks, estimator, on_frame=lambda _: bar.update())
+
+                    def tick(_: int, k: int = k) -> None:
+                        bar.update()
+                        if json_progress is not None:
+                            json_progress.frame(k)
+
+                    render_chunk(rendering, rendering.chunks[k], chunks, estimator, on_frame=tick)
+                    if json_progress is not None:
+                        json_progress.emit(k, "chunk_done")
     finally:
         if cache is not None:
             cache.close()
@@ -226,6 +238,8 @@ def convert_in_work_dir(
         note += f"; work directory {work} removed"
     summary = cache.stats.summary() if cache is not None else None
     losses = None if config.media.strict else job.losses  # as the single pass: None when strict (nothing was lost)
+    if json_progress is not None:
+        json_progress.finish(output=str(out_path), frames=job.frames, cuts=len(job.cuts))
     return ConvertResult(out_path, job.frames, list(job.cuts), time.perf_counter() - started, summary, note,
                          losses=losses, notes=notes, shot_settings=job.shot_settings)  # fmt: skip
 

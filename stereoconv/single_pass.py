@@ -21,7 +21,7 @@ from .encode import VideoWriter, atomic_output, check_output_path, conversion_no
 from .engine import StereoFrame, frame_stream, open_estimator, scan
 from .media import DecodeLosses, probe
 from .packing import packed_size
-from .progress import expected_frames, progress_bar
+from .progress import JsonProgress, expected_frames, progress_bar
 from .report import ShotReport, check_report_path
 
 
@@ -83,6 +83,7 @@ def convert(
     progress: bool = False,
     on_frame: Callable[[StereoFrame], None] | None = None,
     shots: ShotOverrides | None = None,
+    json_progress: JsonProgress | None = None,
 ) -> ConvertResult:
     """Convert ``input`` to a stereo 3D video at ``output`` in a single pass: see :func:`stereoconv.api.convert`,
     which takes the same arguments (and, for a resumable run, a work directory)."""
@@ -104,6 +105,8 @@ def convert(
     losses = None if media.strict else DecodeLosses()
     size = packed_size(info.width, info.height, config.output.format)
     total = expected_frames(info, media.start, media.end)
+    if json_progress is not None:
+        json_progress.start(total, input=str(input), output=str(out_path))
     with (
         # Exits last, after every stage thread is joined: writes the cache's last, partial chunk.
         contextlib.nullcontext() if cache is None else cache,
@@ -129,6 +132,8 @@ def convert(
             writer.write(item.packed, item.frame.pts)
             count += 1
             bar.update()
+            if json_progress is not None:
+                json_progress.frame()
             if shots_report is not None:
                 shots_report.add_frame(item)
             if on_frame is not None:
@@ -137,6 +142,8 @@ def convert(
     notes = conversion_notes(info, config, out_path) + model_notes(estimator) + writer.notes
     if shots_report is not None and report_path is not None:
         shots_report.write(report_path, losses=losses, notes=notes)
+    if json_progress is not None:
+        json_progress.finish(output=str(out_path), frames=count, cuts=len(cuts))
     return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
                          notes=notes, shot_settings=resolved)  # fmt: skip
 

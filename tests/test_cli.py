@@ -321,3 +321,17 @@ def test_mkv_video_track_is_default_and_cuts_are_counted_in_words(two_shot_clip,
     assert f"{len(two_shot_clip.frames)} frames, 1 cut, " in err[-1]
     with av.open(str(out)) as container:
         assert container.streams.video[0].disposition & av.stream.Disposition.default
+
+
+def test_convert_progress_json_lines(two_shot_clip, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    code, stdout, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model),
+                                "--set", "depth.input_size=56", "--progress", "json", "--progress-every", "5")  # fmt: skip
+    assert code == 0, err
+    events = [json.loads(line) for line in stdout.splitlines()]
+    frames = len(two_shot_clip.frames)
+    assert [e["event"] for e in events] == ["start", *["progress"] * (frames // 5), "finish"]
+    assert all(e.keys() >= {"chunk", "frames_done", "frames_total", "fps"} for e in events)
+    assert [e["frames_done"] for e in events[1:-1]] == list(range(5, frames + 1, 5))
+    assert events[0]["frames_total"] == frames and events[0]["output"] == str(out)
+    assert events[-1]["frames_done"] == events[-1]["frames"] == frames and events[-1]["output"] == str(out)
