@@ -90,8 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
         "fsbs, htb, ftb, anaglyph; EXT: INPUT's if .mp4, .mkv or .mov, else .mkv). Audio streams are copied. "
         "The output appears only when the conversion has finished.",
     )  # fmt: skip
-    convert.add_argument("input", metavar="INPUT", help="video file to convert")
+    convert.add_argument("inputs", metavar="INPUT", nargs="+", help="video file to convert; several, or a folder: "
+                         "a batch into the folder OUTPUT (see below)")  # fmt: skip
     convert.add_argument("output", metavar="OUTPUT", help="file to write, or an existing directory to write into")
+    batch = convert.add_argument_group(
+        "batch", "with several INPUTs or a folder, every file is converted into the folder OUTPUT (created if "
+        "absent) under the directory name above, keeping sub-folders; outputs already there are skipped, a failure "
+        "is reported and the batch goes on; a table (file, frames, fps, result) ends it, and the exit code is 7 if "
+        "any file failed. --work-dir DIR: a sub-folder per file; --depth-cache: shared (keyed by input)",
+    )  # fmt: skip
+    batch.add_argument("--recursive", "-r", action="store_true", help="also the files in sub-folders of a folder")
+    batch.add_argument("--glob", metavar="PATTERN", help="which files of a folder, by name (default: common video "
+                       "extensions: *.mp4, *.mkv, *.mov, *.avi, ...)")  # fmt: skip
     convert.add_argument("--model", metavar="ID|DIR", help=f"depth model: Hugging Face id or local directory "
                          f"(default: {DEFAULT_MODEL}; offline, pass a local directory)")  # fmt: skip
     convert.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"),
@@ -300,12 +310,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .api import convert
+    from .batch import is_batch
     from .progress import JsonProgress
 
     config = load_config(args.preset, args.config, _overrides(args))
     shots = _load_shots(args)
     json_progress = JsonProgress(None, args.progress_every, sys.stdout) if args.progress == "json" else None
     bar = not args.quiet and args.progress == "text"
+    if is_batch(args.inputs):
+        return _convert_batch(args, config, json_progress, bar)
+    if args.recursive or args.glob:
+        raise UsageError("--recursive and --glob choose files in a folder: give a folder as INPUT")
+    args.input = args.inputs[0]
     if args.work_dir is None:
         given = [flag for flag, value in (("--chunk-seconds", args.chunk_seconds), ("--backend", args.backend),
                  ("--ray-address", args.ray_address), ("--keep-work-dir", args.keep_work_dir)) if value]  # fmt: skip
@@ -340,6 +356,30 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         _print_losses(losses, f"completed with losses: {losses.summary()}", f"wrote {result.output}")
         return EXIT_COMPLETED_WITH_LOSSES
     return 0
+
+
+def _convert_batch(args: argparse.Namespace, config: Any, json_progress: Any, bar: bool) -> int:
+    from .batch import convert_batch
+
+    given = [flag for flag, value in (("--shots", args.shots), ("--report", args.report)) if value]
+    if given:
+        raise UsageError(f"{' and '.join(given)} belong{'s' if len(given) == 1 else ''} to one film: convert its "
+                         "files one by one")  # fmt: skip
+    if args.work_dir is None:
+        given = [flag for flag, value in (("--chunk-seconds", args.chunk_seconds), ("--backend", args.backend),
+                 ("--ray-address", args.ray_address), ("--keep-work-dir", args.keep_work_dir)) if value]  # fmt: skip
+        if given:
+            raise UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --work-dir")
+    resumable = {} if args.work_dir is None else {
+        "keep_work_dir": args.keep_work_dir, "chunk_seconds": args.chunk_seconds or 60.0,
+        "backend": args.backend or "local", "ray_address": args.ray_address}  # fmt: skip
+    log = None if args.quiet else (lambda line: print(f"stereoconv: {line}", file=sys.stderr))
+    result = convert_batch(args.inputs, args.output, config, recursive=args.recursive, pattern=args.glob,
+                           depth_cache=args.depth_cache, work_dir=args.work_dir, progress=bar,
+                           json_progress=json_progress, log=log, **resumable)  # fmt: skip
+    if not args.quiet or result.failed:
+        print(result.table(), file=sys.stderr)
+    return result.exit_code
 
 
 def _shot_lines(settings: dict[int, dict[str, Any]]) -> list[str]:
