@@ -326,7 +326,8 @@ def test_mkv_video_track_is_default_and_cuts_are_counted_in_words(two_shot_clip,
 def test_convert_progress_json_lines(two_shot_clip, tiny_model, tmp_path, capsys):
     out = tmp_path / "out.mp4"
     code, stdout, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model),
-                                "--set", "depth.input_size=56", "--progress", "json", "--progress-every", "5")  # fmt: skip
+                                "--set", "depth.input_size=56", "--progress", "json",
+                                "--progress-every", "5")  # fmt: skip
     assert code == 0, err
     events = [json.loads(line) for line in stdout.splitlines()]
     frames = len(two_shot_clip.frames)
