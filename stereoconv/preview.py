@@ -31,7 +31,8 @@ resolution:
 - ``anaglyph``: the red-cyan (Dubois) anaglyph, as ``output.format = "anaglyph"`` would encode it;
 - ``depth``: the smoothed normalized depth the views were rendered from, colour-mapped (inferno: dark = far, bright
   yellow = near), at the source size;
-- ``grid``: 2x2 at the eye size: source | depth on top, anaglyph | half side-by-side below.
+- ``grid``: 2x2 at the eye size: source | depth on top, anaglyph | half side-by-side below, each under a band
+  naming it; the depth tile's band is its legend, the colour map from far to near.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from .engine import StereoFrame, frame_stream, open_estimator, scan
 from .errors import MediaError, StereoconvError, UsageError
 from .media import Frame, VideoInfo, probe
 from .packing import pack
+from .subtitles import Caption, text_masks
 
 PreviewLayout = Literal["sbs", "anaglyph", "depth", "grid"]
 _TIME_TOLERANCE = 1e-6  # s, as media.decode compares times
@@ -99,7 +101,12 @@ class PreviewFrame:
             tile = (anaglyph.shape[1], anaglyph.shape[0])
             source = _fit(self.item.frame.rgb, tile)
             depth = _fit(colorize_depth(self.item.depth), tile)
-            return np.vstack((np.hstack((source, depth)), np.hstack((anaglyph, pack(left, right, "half-sbs")))))
+            band = grid_band_height(tile[1])
+            labels = np.hstack((label_band("source", tile[0], band), depth_legend(tile[0], band)))
+            below = np.hstack((label_band("anaglyph (red-cyan)", tile[0], band),
+                               label_band("half side-by-side: left | right", tile[0], band)))  # fmt: skip
+            return np.vstack((labels, np.hstack((source, depth)), below,
+                              np.hstack((anaglyph, pack(left, right, "half-sbs")))))  # fmt: skip
         raise UsageError(f"unknown preview layout {layout!r}: choose one of {', '.join(PREVIEW_LAYOUTS)}")
 
 
@@ -108,6 +115,38 @@ def colorize_depth(depth: np.ndarray) -> np.ndarray:
     bright."""
     levels = np.clip(np.rint(depth * 255.0), 0, 255).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def grid_band_height(tile_height: int) -> int:
+    """Height of the label band above each tile of the grid: 6 % of a tile, at least 14 px, even."""
+    return max(14, round(tile_height * 0.03) * 2)
+
+
+def _write(image: np.ndarray, text: str, where: str, share: float = 1.0) -> None:
+    """Draw ``text`` (white, black outline; Pillow's font) into the band ``image`` in place, at its left, centre or
+    right, in at most ``share`` of its width."""
+    height, width = image.shape[:2]
+    fill, outline = text_masks(text, max(8, round(height * 0.7)), max(8, int(width * share) - 4))
+    h, w = fill.shape
+    x = {"left": 2, "center": (width - w) // 2, "right": width - w - 2}[where]
+    Caption(fill, outline, x, (height - h) // 2, 0).draw(image, +1)
+
+
+def label_band(text: str, width: int, height: int) -> np.ndarray:
+    """A dark band (uint8 height x width x 3) labelled ``text`` at its left: the title of a grid tile."""
+    band = np.full((height, width, 3), 40, np.uint8)
+    _write(band, text, "left")
+    return band
+
+
+def depth_legend(width: int, height: int) -> np.ndarray:
+    """The depth tile's title band: the colour map from far (left) to near (right) as a bar, labelled."""
+    ramp = np.broadcast_to(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, width))
+    band = colorize_depth(np.ascontiguousarray(ramp))
+    _write(band, "far", "left", 0.3)
+    _write(band, "depth", "center", 0.3)
+    _write(band, "near", "right", 0.3)
+    return band
 
 
 def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

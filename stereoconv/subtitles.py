@@ -101,8 +101,9 @@ def text_masks(text: str, size: int, max_width: int) -> tuple[np.ndarray, np.nda
         font = ImageFont.load_default(size=size)
         stroke = max(1, round(size / 12))
         probe = ImageDraw.Draw(Image.new("L", (1, 1)))
-        left, top, right, bottom = probe.multiline_textbbox((0, 0), text, font=font, align="center",
-                                                            stroke_width=stroke)  # fmt: skip
+        box = probe.multiline_textbbox((0, 0), text, font=font, align="center", stroke_width=stroke)
+        left, top = math.floor(box[0]), math.floor(box[1])  # float for several lines
+        right, bottom = math.ceil(box[2]), math.ceil(box[3])
         if right - left <= max_width or size <= 8:
             break
         size = max(8, math.floor(size * max_width / (right - left)))

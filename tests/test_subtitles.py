@@ -12,7 +12,7 @@ from synth import FAR, NEAR, OracleEstimator, shot_frames, write_video
 
 from stereoconv import PipelineConfig, convert
 from stereoconv.cli import main
-from stereoconv.subtitles import MARGIN, dialogue_text
+from stereoconv.subtitles import MARGIN, dialogue_text, text_masks
 
 CUE = (0.25, 0.5, "Hello 3D")  # frames 6-11 at 24 fps
 FRAMES, HEIGHT, WIDTH = 18, 128, 192
@@ -100,3 +100,12 @@ def test_cli_burns_by_default_for_sbs_and_keeps_soft_subtitles_on_request(subtit
 
 def test_ass_override_tags_and_line_breaks():
     assert dialogue_text(r"{\an8}{\i1}Hello{\i0}\Nworld\hagain") == "Hello\nworld again"
+
+
+def test_several_lines_are_drawn_centred_and_fit_the_frame():
+    one, _ = text_masks("Hello", 16, 400)
+    fill, outline = text_masks("Hello\na much longer second line", 16, 400)
+    assert fill.shape == outline.shape and fill.shape[0] > 1.8 * one.shape[0]  # two lines
+    narrow, _ = text_masks("Hello\na much longer second line", 16, 150)
+    assert narrow.shape[1] <= 150 + 2 < fill.shape[1]  # shrunk to fit
+    assert outline.sum() > fill.sum() > 0
