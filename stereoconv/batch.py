@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .api import convert
 from .config import PipelineConfig
+from .depth import DepthEstimator, load_estimator
 from .encode import LAYOUT_SUFFIX, output_name
 from .errors import EXIT_COMPLETED_WITH_LOSSES, MediaError, StereoconvError, UsageError
 from .media import probe
@@ -157,6 +158,9 @@ def convert_batch(
     except OSError as exc:
         raise UsageError(f"cannot create output folder {out_root}: {exc.strerror or exc}") from exc
     items: list[BatchItem] = []
+    if depth_cache is None and convert_options.get("backend", "local") == "local":
+        # One model for the whole batch, loaded when the first input needs it (a rerun that skips all loads none).
+        convert_options = {**convert_options, "estimator": _SharedEstimator(config)}
     for target, path in planned.items():
         item = _one(path, target, config, depth_cache, work_dir, progress, json_progress, convert_options)
         items.append(item)
@@ -169,6 +173,19 @@ def convert_batch(
     if json_progress is not None:
         json_progress.emit(None, "batch", files=[_row(i) for i in items], exit_code=result.exit_code)
     return result
+
+
+class _SharedEstimator:
+    """The configured depth model, loaded on its first use and then reused for every input of the batch."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self._config = config
+        self._estimator: DepthEstimator | None = None
+
+    def get(self) -> DepthEstimator:
+        if self._estimator is None:
+            self._estimator = load_estimator(self._config.depth)
+        return self._estimator
 
 
 def _one(
@@ -187,6 +204,9 @@ def _one(
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         work = None if work_dir is None else Path(work_dir) / target.stem
+        shared = options.get("estimator")
+        if isinstance(shared, _SharedEstimator):
+            options = {**options, "estimator": shared.get()}
         result = convert(path, target, config, depth_cache=depth_cache, progress=progress, work_dir=work,
                          json_progress=json_progress, **options)  # type: ignore[arg-type]  # fmt: skip
     except StereoconvError as exc:
