@@ -158,7 +158,8 @@ def convert_batch(
     except OSError as exc:
         raise UsageError(f"cannot create output folder {out_root}: {exc.strerror or exc}") from exc
     items: list[BatchItem] = []
-    if depth_cache is None and convert_options.get("backend", "local") == "local":
+    local = convert_options.get("backend", "local") == "local"
+    if depth_cache is None and local and "estimator" not in convert_options:
         # One model for the whole batch, loaded when the first input needs it (a rerun that skips all loads none).
         convert_options = {**convert_options, "estimator": _SharedEstimator(config)}
     for target, path in planned.items():

@@ -108,3 +108,14 @@ def test_batch_refuses_what_belongs_to_one_film(folder, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--report belongs to one film" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_the_model_is_loaded_once_per_batch_and_not_for_a_rerun_that_skips_all(folder, tmp_path, monkeypatch):
+    import stereoconv.batch as batch
+
+    loads: list[object] = []
+    monkeypatch.setattr(batch, "load_estimator", lambda config: loads.append(config) or GreyDepth())
+    first = convert_batch([folder], tmp_path / "out")
+    assert [i.result for i in first.items] == ["converted", "failed", "converted"] and len(loads) == 1
+    again = convert_batch([folder], tmp_path / "out")
+    assert [i.result for i in again.items] == ["skipped", "failed", "skipped"] and len(loads) == 1
