@@ -207,6 +207,7 @@ def _one(
         work = None if work_dir is None else Path(work_dir) / target.stem
         shared = options.get("estimator")
         if isinstance(shared, _SharedEstimator):
+            probe(path)  # an unreadable input fails here, before the model is loaded for it
             options = {**options, "estimator": shared.get()}
         result = convert(path, target, config, depth_cache=depth_cache, progress=progress, work_dir=work,
                          json_progress=json_progress, **options)  # type: ignore[arg-type]  # fmt: skip
