@@ -88,7 +88,7 @@ def find_inputs(
     """The files to convert and the sub-folder (relative) each output goes to: files as given; a folder's files
     matching ``pattern`` (a glob on the file name; default: common video extensions), with ``recursive`` its
     sub-folders' too, sorted. Files named like stereoconv outputs (``*_hsbs.mp4`` ...) are left out, so an output
-    folder inside an input folder is not converted again. UsageError when nothing is found or an input is missing."""
+    folder inside an input folder is not converted again. MediaError when nothing is found."""
     found: list[tuple[Path, Path]] = []
     patterns = (pattern,) if pattern else VIDEO_PATTERNS
     suffixes = tuple(f"_{s}" for s in LAYOUT_SUFFIX.values())
@@ -100,13 +100,13 @@ def find_inputs(
                 if (file.is_file() and any(fnmatch(file.name.lower(), p.lower()) for p in patterns)
                         and not file.stem.endswith(suffixes)):  # fmt: skip
                     found.append((file, file.parent.relative_to(path)))
-        elif path.exists():
+        else:  # a file, or a missing one: its conversion fails with the reason, and the batch goes on
             found.append((path, Path()))
-        else:
-            raise UsageError(f"input not found: {path}")
-    if not found:
-        raise UsageError(f"no input files found in {', '.join(map(str, inputs))}"
-                         + (f" matching {pattern!r}" if pattern else ""))  # fmt: skip
+    if not found:  # an input problem, as a single unreadable input is
+        matching = f" matching {pattern!r}" if pattern else ""
+        if len(inputs) == 1:
+            raise MediaError(f"input {inputs[0]} is a directory with no video files{matching}")
+        raise MediaError(f"no video files{matching} in {', '.join(map(str, inputs))}")
     return found
 
 

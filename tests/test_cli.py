@@ -289,7 +289,7 @@ def test_preview_and_report_from_the_command_line(two_shot_clip, tiny_model, tmp
                            "--layout", "grid", "--model", str(tiny_model), "--set", "depth.input_size=56")  # fmt: skip
     assert code == 0, err
     image = cv2.imread(str(png))
-    assert image is not None and image.shape[0] == 2 * 64  # 2x2 grid of 96x64 tiles
+    assert image is not None and image.shape[0] == 2 * (14 + 64)  # 2x2 grid of 96x64 tiles, each under a label
 
     report = tmp_path / "report.json"
     code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "out.mp4"), "--report",
