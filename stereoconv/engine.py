@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +38,7 @@ from .media import DecodeLosses, Frame, VideoInfo, decode
 from .packing import eye_size, pack
 from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_plan
 from .scenes import CutDetector, make_detector
+from .subtitles import Caption, CaptionTrack, open_captions
 from .temporal import TemporalSmoother
 
 T = TypeVar("T")
@@ -173,23 +174,52 @@ def _closing(items: Iterable[object]) -> None:
 
 
 def plan_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig, estimator: DepthEstimator | None = None
-) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
+    items: Iterable[tuple[Frame, bool, np.ndarray]],
+    config: PipelineConfig,
+    estimator: DepthEstimator | None = None,
+    *,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
+    captions: CaptionTrack | None = None,
+) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]]:
     """Temporal smoothing and the stereo plan (convergence, disparity, window): the stateful steps, in frame order,
     on the depth's own grid (the working resolution). ``estimator``: the one the depth came from, which says the
-    size of its model's maps (how far the refinement at rendering looks)."""
-    smoother = TemporalSmoother(config.temporal)
-    renderer = StereoRenderer(config.stereo, depth_shape=depth_shape(estimator))
+    size of its model's maps (how far the refinement at rendering looks).
+
+    ``shots``: settings for some shots (by index, counted from ``first_shot`` for the first frame here, plus one at
+    every cut after it), whose ``temporal`` and ``stereo`` sections replace ``config``'s for that shot's frames. Every
+    state resets at a cut anyway, so a shot's own smoother and renderer start there afresh; the other shots run
+    exactly as without ``shots``. ``captions``: subtitle cues to place on the frames (the last item of each tuple)."""
+    shape = depth_shape(estimator)
+
+    def stages(cfg: PipelineConfig) -> tuple[TemporalSmoother, StereoRenderer]:
+        return TemporalSmoother(cfg.temporal), StereoRenderer(cfg.stereo, depth_shape=shape)
+
+    default = stages(config)
+    smoother, renderer = default
+    shot, first = first_shot, True
     try:
         for frame, is_cut, raw_depth in items:
+            if is_cut and not first:
+                shot += 1
+            if shots and (is_cut or first):
+                smoother, renderer = stages(shots[shot]) if shot in shots else default
+            first = False
             depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut, frame=frame.rgb.shape[:2])
+            size = frame.rgb.shape[:2]
+            plan = renderer.plan(depth, cut=is_cut, frame=size)
+            caption = None
+            if captions is not None:  # placed over the disparity at the frame's size, only while a cue is shown
+                shown = captions.active(frame.time)
+                disparity = plan.at(*size) if shown else np.broadcast_to(np.float32(0.0), size)
+                caption = captions(frame.time, disparity, renderer.config.max_negative_parallax)
+            yield frame, is_cut, depth, plan, caption
     finally:
         _closing(items)
 
 
 def render_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan]],
+    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]],
     layout: str,
     synthesize: Synthesizer = synthesize_view,
     workers: int = 1,
@@ -202,16 +232,21 @@ def render_stage(
     packed at (half layouts: half the width or height; ``output.render_size``). Rendering needs no state, so
     ``workers`` threads render different frames at once; results come out in frame order, whatever finishes first."""
 
-    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan]) -> StereoFrame:
-        frame, is_cut, depth, plan = item
+    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]) -> StereoFrame:
+        frame, is_cut, depth, plan, caption = item
         if wanted is not None and not wanted(frame):
             return StereoFrame(frame, is_cut, depth, plan, None)
         size = None
+        frame_size = (frame.rgb.shape[1], frame.rgb.shape[0])
         if packed_size:
-            width, height = eye_size(frame.rgb.shape[1], frame.rgb.shape[0], layout)  # type: ignore[arg-type]
+            width, height = eye_size(*frame_size, layout)  # type: ignore[arg-type]
             size = (height, width)
         left, right = render_plan(frame.source, plan, size, frame.rgb, synthesize)
-        frame_size = (frame.rgb.shape[1], frame.rgb.shape[0])
+        if caption is not None:  # into each eye before packing, shifted by its disparity
+            if size is not None:
+                caption = caption.resized(frame.rgb.shape[:2], size)
+            caption.draw(left, +1)
+            caption.draw(right, -1)
         return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout, frame_size))  # type: ignore[arg-type]
 
     if workers <= 1:
@@ -274,6 +309,9 @@ def stereo_frames(
     render: Callable[[Frame], bool] | None = None,
     cuts: Collection[int] | None = None,
     first_index: int = 0,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
+    captions: CaptionTrack | None = None,
 ) -> Iterator[StereoFrame]:
     """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order.
 
@@ -285,6 +323,8 @@ def stereo_frames(
     The stages overlap: cuts and depth run in one thread, smoothing and planning then rendering and packing in
     another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
     ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
+    ``shots``, ``first_shot``: per-shot settings (see :func:`plan_stage`). ``captions``: subtitle cues burned into
+    both eyes (:mod:`stereoconv.subtitles`).
     """
     runtime = config.runtime
     if cuts is None:
@@ -292,7 +332,7 @@ def stereo_frames(
     else:
         decided = with_given_cuts(frames, cuts, first_index)
     depth = threaded(with_depth(decided, estimator), runtime.queue_frames, name="stereoconv-depth")
-    planned = plan_stage(depth, config, estimator)
+    planned = plan_stage(depth, config, estimator, shots=shots, first_shot=first_shot, captions=captions)
     synthesize = choose_synthesizer(config, estimator)
     packed_size = config.output.render_size == "packed"
     workers = render_workers(runtime.render_workers, synthesize is synthesize_view)
@@ -335,6 +375,8 @@ def frame_stream(
     first_index: int = 0,
     losses: DecodeLosses | None = None,
     deep: bool = False,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
 ) -> Iterator[Iterator[StereoFrame]]:
     """The frames of ``info`` whose times fall in ``[start, end)`` seconds through every stage, in decode order, as
     a context manager: leaving it stops and joins every stage thread, then closes the decoder.
@@ -344,9 +386,12 @@ def frame_stream(
     ``cuts``, ``first_index``: the cuts given (a plan's), as for :func:`stereo_frames`; None: detected.
     ``losses``: decode tolerantly, recording the frames lost in it (None: strictly, MediaError on any loss).
     ``deep``: frames of a deep source also carry their 16-bit ``picture``, which is what gets rendered.
+    ``shots``, ``first_shot``: settings of some shots, by index (see :func:`plan_stage`). Subtitle cues are burned in
+    when ``output.subtitles`` says so (:func:`~stereoconv.subtitles.open_captions`).
     Decoding uses ``config.media``'s threads and deinterlacing; the range is the caller's (not ``media.start``).
     """
     media = config.media
+    captions = open_captions(info, config)
     frames = threaded(decode(info, start, end, media.decode_threads, losses, deinterlace=media.deinterlace,
                              deep=deep))  # fmt: skip
     render = (lambda frame: frame.index >= preroll) if preroll > 0 else None
@@ -355,7 +400,17 @@ def frame_stream(
     with (
         contextlib.closing(frames),
         contextlib.closing(
-            stereo_frames(frames, estimator, config, render=render, cuts=cuts, first_index=first_index)
+            stereo_frames(
+                frames,
+                estimator,
+                config,
+                render=render,
+                cuts=cuts,
+                first_index=first_index,
+                shots=shots,
+                first_shot=first_shot,
+                captions=captions,
+            )
         ) as items,
     ):
         yield items

@@ -259,6 +259,8 @@ class ShotReport:
         self.source = None if source is None else str(source)
         self.losses: DecodeLosses | None = None
         self.notes: list[str] = []
+        # Shots converted with settings of their own (a shots file): {shot index: dotted settings}.
+        self.shot_settings: dict[int, dict[str, Any]] = {}
         self._rng = np.random.default_rng(_SEED)
         self._shots: list[ShotStats] = []
         self._shot: _Accumulator | None = None
@@ -403,6 +405,8 @@ class ShotReport:
             # frames a damaged input lost (null: not tracked) and what of the source was dropped or re-encoded
             "losses": None if self.losses is None else self.losses.to_dict(),
             "notes": list(self.notes),
+            # shots converted with settings of their own (--shots): shot index -> the settings that differ
+            "shot_settings": {str(k): dict(v) for k, v in sorted(self.shot_settings.items())},
         }
         if per_frame:
             out["per_frame"] = {

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import PipelineConfig
+from .config import PipelineConfig, ShotOverrides
 from .depth import DepthEstimator, model_fingerprint
 from .encode import check_output_path, output_pix_fmt
 from .engine import open_estimator
@@ -39,7 +39,7 @@ from .farm import (
     settings_differ,
 )
 from .media import VideoInfo, probe
-from .progress import progress_bar
+from .progress import JsonProgress, progress_bar
 from .single_pass import ConvertResult
 
 WORK_MANIFEST = "job.json"
@@ -65,10 +65,14 @@ def _is_partial(name: str) -> bool:
     return name.startswith(".") and ".partial" in name
 
 
-def _plan_mismatch(job: Job, input: Path, config: PipelineConfig, chunk_seconds: float) -> str | None:
+def _plan_mismatch(
+    job: Job, input: Path, config: PipelineConfig, chunk_seconds: float, shots: ShotOverrides | None = None
+) -> str | None:
     """Why the plan in a work directory is not the one this conversion would make, or None if it is."""
     if fingerprint_input(input) != job.input_fingerprint:
         return f"another input ({job.input})"
+    if job.shots != (shots.to_dict()["shots"] if shots is not None else []):
+        return "other per-shot settings (--shots)"
     differ = settings_differ(job, config)
     if differ:
         return f"other settings ({', '.join(differ)})"
@@ -90,7 +94,12 @@ def _plan_mismatch(job: Job, input: Path, config: PipelineConfig, chunk_seconds:
 
 
 def _work_dir_job(
-    info: VideoInfo, config: PipelineConfig, work: Path, chunk_seconds: float, progress: bool
+    info: VideoInfo,
+    config: PipelineConfig,
+    work: Path,
+    chunk_seconds: float,
+    progress: bool,
+    shots: ShotOverrides | None = None,
 ) -> tuple[Job, bool]:
     """The job of ``work``: its plan when that is this conversion's (True), else a new plan if ``work`` is empty or
     absent (False). A work directory holding anything else is refused: chunks of two conversions never mix."""
@@ -101,7 +110,7 @@ def _work_dir_job(
             job = load_job(manifest, check_input=False)
         except UsageError as exc:
             raise UsageError(f"work directory {work} holds no usable plan ({exc}); {other}") from exc
-        why = _plan_mismatch(job, info.path, config, chunk_seconds)
+        why = _plan_mismatch(job, info.path, config, chunk_seconds, shots)
         if why is not None:
             raise UsageError(f"work directory {work} holds the plan of a conversion with {why}; {other}")
         return dataclasses.replace(job, input=info.path.resolve()), True
@@ -115,7 +124,7 @@ def _work_dir_job(
     except OSError as exc:
         raise UsageError(f"cannot create work directory {work}: {exc.strerror or exc}") from exc
     try:
-        return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress), False
+        return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress, shots=shots), False
     except BaseException:
         if created:  # planning failed (a damaged input with media.strict, Ctrl-C...): leave nothing behind
             with contextlib.suppress(OSError):
@@ -149,6 +158,8 @@ def convert_in_work_dir(
     estimator: DepthEstimator | None = None,
     depth_cache: str | Path | None = None,
     progress: bool = False,
+    shots: ShotOverrides | None = None,
+    json_progress: JsonProgress | None = None,
 ) -> ConvertResult:
     """``convert`` as plan -> render -> assemble in ``work_dir``, resumable: see :func:`stereoconv.api.convert`.
 
@@ -179,7 +190,7 @@ def convert_in_work_dir(
     out_path = check_output_path(output, input, config.output.format)
     output_pix_fmt(config.output, info, out_path)  # encoder, pix_fmt and container checked before any work
     work = Path(work_dir)
-    job, reused = _work_dir_job(info, config, work, chunk_seconds, progress)
+    job, reused = _work_dir_job(info, config, work, chunk_seconds, progress, shots)
     chunks = job.default_work_dir
     try:
         chunks.mkdir(exist_ok=True)
@@ -192,6 +203,9 @@ def convert_in_work_dir(
     else:
         note = f"planned {len(job.chunks)} chunks"
     say(f"{note} (work directory {work})")
+    if json_progress is not None:
+        json_progress.start(job.frames, input=str(input), output=str(out_path))
+        json_progress.done = sum(c.frames for c in job.chunks if c.index not in pending)
     cache = None
     try:
         if run_chunks is not None:
@@ -203,7 +217,15 @@ def convert_in_work_dir(
             todo = sum(rendering.chunks[k].frames for k in pending)
             with progress_bar(todo, progress, "converting") as bar:
                 for k in pending:
-                    render_chunk(rendering, rendering.chunks[k], chunks, estimator, on_frame=lambda _: bar.update())
+
+                    def tick(_: int, k: int = k) -> None:
+                        bar.update()
+                        if json_progress is not None:
+                            json_progress.frame(k)
+
+                    render_chunk(rendering, rendering.chunks[k], chunks, estimator, on_frame=tick)
+                    if json_progress is not None:
+                        json_progress.emit(k, "chunk_done")
     finally:
         if cache is not None:
             cache.close()
@@ -216,8 +238,10 @@ def convert_in_work_dir(
         note += f"; work directory {work} removed"
     summary = cache.stats.summary() if cache is not None else None
     losses = None if config.media.strict else job.losses  # as the single pass: None when strict (nothing was lost)
+    if json_progress is not None:
+        json_progress.finish(output=str(out_path), frames=job.frames, cuts=len(job.cuts))
     return ConvertResult(out_path, job.frames, list(job.cuts), time.perf_counter() - started, summary, note,
-                         losses=losses, notes=notes)  # fmt: skip
+                         losses=losses, notes=notes, shot_settings=job.shot_settings)  # fmt: skip
 
 
 def _status_line(line: str) -> None:

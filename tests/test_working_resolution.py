@@ -158,3 +158,19 @@ def test_render_workers_follow_the_machine_unless_set(setting, on_cpu, cores, ex
     from stereoconv.engine import render_workers
 
     assert render_workers(setting, on_cpu, cores) == expected
+
+
+def test_a_caption_drawn_into_a_half_width_eye_keeps_its_place_and_parallax():
+    from stereoconv.subtitles import Caption
+
+    fill = np.zeros((8, 20), np.float32)
+    fill[2:6, 4:16] = 1.0
+    caption = Caption(fill, fill, 40, 50, 6)  # in a 64x128 frame
+    half = caption.resized((64, 128), (64, 64))
+    assert (half.x, half.y, half.disparity, half.fill.shape) == (20, 50, 3, (8, 10))
+    full_eye, half_eye = np.zeros((64, 128, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)
+    caption.draw(full_eye, +1)
+    half.draw(half_eye, +1)
+    columns = np.flatnonzero(full_eye[:, :, 0].any(axis=0))
+    half_columns = np.flatnonzero(half_eye[:, :, 0].any(axis=0))
+    assert (columns.min() + columns.max()) / 2 == pytest.approx(half_columns.min() + half_columns.max(), abs=1.5)
