@@ -79,6 +79,7 @@ from stereoconv import convert
 from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
 from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device, to_working
+from stereoconv.device_render import pack_torch, render_plan_torch, upload
 from stereoconv.encode import VideoWriter
 from stereoconv.engine import choose_synthesizer, depth_shape, threaded, with_cuts
 from stereoconv.errors import StereoconvError
@@ -398,6 +399,14 @@ def temporal_stage(
     return timed(run)
 
 
+def on_device(rgb: np.ndarray, plan: Any, size: tuple[int, int] | None, device: torch.device) -> Any:
+    """Both eyes of a frame rendered on ``device`` from one upload, synchronized (what the pipeline does there)."""
+    pixels = upload(rgb, device)
+    eyes = render_plan_torch(pixels, plan, size, pixels)
+    synchronize(device)
+    return eyes
+
+
 def render_and_pack(
     frames: Sequence[Frame],
     depths: Sequence[np.ndarray],
@@ -406,7 +415,8 @@ def render_and_pack(
     estimator: TransformersDepthEstimator,
 ) -> tuple[list[np.ndarray], dict[str, float]]:
     """Packed stereo frames as the render stage makes them, each step timed on its own: the stereo plan (on the
-    depth's grid); the eyes' inputs (the frame at the eye's size, the plan's disparity brought there and its edges
+    depth's grid); on a device, the whole render (upload to both eyes) and packing (with the download); on the CPU the
+    eyes' inputs (the frame at the eye's size, the plan's disparity brought there and its edges
     refined: ``eyes``, of which ``refine`` is the refinement alone); both eyes (DIBR, with the synthesizer ``convert``
     picks for this model's device); packing. Returns (packed, seconds per step). Interleaved per frame, so the two
     eyes of only one frame are held at a time."""
@@ -434,9 +444,17 @@ def render_and_pack(
             seconds["refine"] += spent
         return image, disparity
 
+    eye = (eye_height, eye_width) if (eye_height, eye_width) != (height, width) else None
     for frame, depth, cut in zip(frames, depths, cuts, strict=True):
         plan, spent = timed(lambda d=depth, c=cut, f=frame: renderer.plan(d, cut=c, frame=f.rgb.shape[:2]))
         seconds["plan"] += spent
+        if isinstance(synthesize, torch.device):  # the render stage on the device: upload to both eyes, then packing
+            (left, right), spent = timed(lambda p=plan, f=frame: on_device(f.rgb, p, eye, synthesize))
+            seconds["render"] += spent
+            out, spent = timed(lambda a=left, b=right: pack_torch(a, b, layout, (width, height)).cpu().numpy())
+            seconds["pack"] += spent
+            packed.append(out)
+            continue
         (image, disparity), spent = timed(lambda p=plan, f=frame: prepare(f.rgb, p))
         seconds["eyes"] += spent
         window = tuple(b * eye_width / width for b in plan.window)

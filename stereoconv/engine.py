@@ -32,7 +32,8 @@ import torch
 from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig
 from .depth import DepthEstimator, load_estimator
-from .dibr import synthesize_view, torch_synthesizer
+from .device_render import render_eyes, render_packed
+from .dibr import synthesize_view
 from .errors import StereoconvError, UsageError
 from .media import DecodeLosses, Frame, VideoInfo, decode
 from .packing import eye_size, pack
@@ -221,7 +222,7 @@ def plan_stage(
 def render_stage(
     items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]],
     layout: str,
-    synthesize: Synthesizer = synthesize_view,
+    synthesize: Synthesizer | torch.device = synthesize_view,
     workers: int = 1,
     wanted: Callable[[Frame], bool] | None = None,
     packed_size: bool = False,
@@ -229,8 +230,10 @@ def render_stage(
     """Both eyes and the packed frame for each planned frame (only for frames ``wanted`` accepts, if given; the
     others come through with ``packed=None``). Each eye's disparity is brought from the plan's grid to the size the
     eye is rendered at and its depth edges refined there: the frame's size, or with ``packed_size`` the size it is
-    packed at (half layouts: half the width or height; ``output.render_size``). Rendering needs no state, so
-    ``workers`` threads render different frames at once; results come out in frame order, whatever finishes first."""
+    packed at (half layouts: half the width or height; ``output.render_size``). ``synthesize``: renders one eye on
+    the CPU, or a torch device where the whole stage runs (:mod:`stereoconv.device_render`: the frame goes up once,
+    the packed frame comes down). Rendering needs no state, so ``workers`` threads render different frames at once;
+    results come out in frame order, whatever finishes first."""
 
     def render(item: tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]) -> StereoFrame:
         frame, is_cut, depth, plan, caption = item
@@ -241,7 +244,13 @@ def render_stage(
         if packed_size:
             width, height = eye_size(*frame_size, layout)  # type: ignore[arg-type]
             size = (height, width)
-        left, right = render_plan(frame.source, plan, size, frame.rgb, synthesize)
+        if isinstance(synthesize, torch.device):
+            if caption is None:
+                packed = render_packed(frame.source, frame.rgb, plan, layout, synthesize, packed_size)  # type: ignore[arg-type]
+                return StereoFrame(frame, is_cut, depth, plan, packed)
+            left, right = render_eyes(frame.source, frame.rgb, plan, synthesize, size)  # a cue is drawn on the host
+        else:
+            left, right = render_plan(frame.source, plan, size, frame.rgb, synthesize)
         if caption is not None:  # into each eye before packing, shifted by its disparity
             if size is not None:
                 caption = caption.resized(frame.rgb.shape[:2], size)
@@ -291,14 +300,15 @@ def render_workers(setting: int, on_cpu: bool, cores: int | None = None) -> int:
     return max(2, min(8, cores // 2))
 
 
-def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
-    """numpy view synthesis, or the torch path on the model's device (``runtime.renderer``; auto: torch on CUDA)."""
+def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer | torch.device:
+    """The CPU renderer (the compiled :func:`~stereoconv.dibr.synthesize_view`), or the model's device, where the
+    render stage then runs whole (``runtime.renderer``: numpy, torch, or auto: the device on CUDA)."""
     choice = config.runtime.renderer
     device = getattr(estimator, "device", None)
     on_cuda = isinstance(device, torch.device) and device.type == "cuda"
     if choice == "numpy" or (choice == "auto" and not on_cuda):
         return synthesize_view
-    return torch_synthesizer(device if isinstance(device, torch.device) else "cpu")
+    return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
 def stereo_frames(
