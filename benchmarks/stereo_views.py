@@ -92,6 +92,7 @@ from _common import (
 import stereoconv.dibr
 import stereoconv.refine
 from stereoconv.dibr import refine_disparity, synthesize_view
+from stereoconv.parallax import EdgeRefinement, StereoPlan, render_plan
 
 DEFAULT_DATA = SHARED_DATA / "stereo"
 
@@ -465,6 +466,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "mean": means,
         "target": target_check(scenes, means),
         "model_like": measure_model_like(pairs),
+        "half_width": measure_half_width(pairs),
     }
     if args.figure is not None:
         write_figure(pairs, args.figure)
@@ -641,6 +643,72 @@ def print_model_like(result: dict[str, Any]) -> None:
         )
 
 
+# ------------------------------------------------------------------------------------- eyes at their packed size
+
+
+def squeeze(image: np.ndarray) -> np.ndarray:
+    """To half the width, as the half-SBS packing squeezes an eye (area)."""
+    return cv2.resize(image, (image.shape[1] // 2, image.shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def squeeze_mask(mask: np.ndarray) -> np.ndarray:
+    """A half-width pixel is in the mask when both pixels it is made of are."""
+    return squeeze(mask.astype(np.float32)) >= 1.0 - 1e-6
+
+
+def half_views(left: np.ndarray, disparity: np.ndarray, source: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The right eye for half-SBS two ways, both with the pipeline's refinement (``source``: the depth map's own
+    size): rendered at full width and then squeezed (what the pipeline did before), and rendered at its packed size
+    (:func:`stereoconv.parallax.render_plan`, what it does now)."""
+    height, width = disparity.shape
+    plan = StereoPlan(disparity, 0.0, (0.0, 0.0), (height, width), EdgeRefinement(0.2, False, source))
+    full = render_plan(left, plan)[1]
+    at_size = render_plan(left, plan, (height, width // 2))[1]
+    return {"render, then squeeze": squeeze(full), "render at eye size": at_size}
+
+
+def measure_half_width(pairs: Sequence[Pair]) -> dict[str, Any]:
+    """Half-SBS right eyes rendered at their size against rendered full and squeezed, both scored against the real
+    right image squeezed the same way: from ground truth (per scene) and from model-like depth (every degradation,
+    by part)."""
+    cases = []
+    for pair in pairs:
+        right, visible = squeeze(pair.right), squeeze_mask(pair.visible)
+        band = squeeze_mask(edge_band(pair.disparity)) & visible
+        height, width = pair.disparity.shape
+        inputs = [("ground truth", "ground truth", pair.disparity.astype(np.float32), (height, width))]
+        for how in TUNING + HELD_OUT:
+            part = "tuning" if how in TUNING and pair.scene.name in TUNING_SCENES else "held out"
+            source = (round(height / how.factor), round(width / how.factor))
+            inputs.append((how.name, part, degrade(pair.disparity, how), source))
+        for name, part, disparity, source in inputs:
+            views = half_views(pair.left, disparity, source)
+            scores = {method: {"psnr_visible": psnr(view, right, visible), "psnr_edges": psnr(view, right, band)}
+                      for method, view in views.items()}  # fmt: skip
+            cases.append({"scene": pair.scene.name, "depth": name, "part": part, "methods": scores})
+    summary = {}
+    for part in ("ground truth", "tuning", "held out"):
+        chosen = [c for c in cases if c["part"] == part]
+        summary[part] = {"cases": len(chosen), **{
+            method: {key: float(np.mean([c["methods"][method][key] for c in chosen])) for key in
+                     ("psnr_visible", "psnr_edges")} for method in chosen[0]["methods"]}}  # fmt: skip
+    return {"cases": cases, "summary": summary}
+
+
+def print_half_width(result: dict[str, Any]) -> None:
+    print("Half-SBS eyes rendered at their packed size against rendered full and squeezed (right eye, scored "
+          "against the real right image squeezed alike):")  # fmt: skip
+    rows = [["depth", "cases", "method", "PSNR visible", "PSNR edges"]]
+    for part, summary in result["summary"].items():
+        for method in ("render, then squeeze", "render at eye size"):
+            v = summary[method]
+            rows.append([part, str(summary["cases"]), method, f"{v['psnr_visible']:.2f}", f"{v['psnr_edges']:.2f}"])
+        full, at_size = summary["render, then squeeze"], summary["render at eye size"]
+        rows.append([part, "", "at eye size - squeezed", f"{at_size['psnr_visible'] - full['psnr_visible']:+.2f}",
+                     f"{at_size['psnr_edges'] - full['psnr_edges']:+.2f}"])  # fmt: skip
+    print(table(rows, [False, True, False, True, True]))
+
+
 FIGURE = ("cones", Degradation(4, 0.8, 0.03, 7), (slice(120, 300), slice(60, 240)))  # scene, depth, crop
 
 
@@ -731,6 +799,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(report)
     print()
     print_model_like(report["model_like"])
+    print()
+    print_half_width(report["half_width"])
     finish(args.json, report)
     return 0
 

@@ -656,7 +656,9 @@ def edge_band_flicker(depths: Sequence[np.ndarray], video: SyntheticVideo, *, re
         renderer = StereoRenderer(config, lambda height, width: (height // resolution, width // resolution))
         previous = None
         for i, t in enumerate(range(shot.start, shot.stop)):
-            disparity = renderer.plan(depths[t], cut=i == 0, image=video.frames[t]).disparity
+            frame = video.frames[t]
+            plan = renderer.plan(depths[t], cut=i == 0, frame=frame.shape[:2])
+            disparity = plan.eye_disparity(frame, *frame.shape[:2])  # what the eyes are rendered from
             if previous is not None:
                 edges = np.zeros(truth[i].shape, np.uint8)
                 edges[:, 1:] |= np.abs(np.diff(truth[i], axis=1)) > tolerance

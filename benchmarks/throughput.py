@@ -78,20 +78,25 @@ from _common import SHARED_DATA, TESTS, facts_line, failer, finish, machine_fact
 from stereoconv import convert
 from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
-from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device
+from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device, to_working
+from stereoconv.device_render import pack_torch, render_plan_torch, upload
 from stereoconv.encode import VideoWriter
 from stereoconv.engine import choose_synthesizer, depth_shape, threaded, with_cuts
 from stereoconv.errors import StereoconvError
 from stereoconv.media import Frame, VideoInfo, decode, probe
-from stereoconv.packing import pack, packed_size
+from stereoconv.packing import eye_size, pack, packed_size
 from stereoconv.parallax import StereoRenderer, render_views
+from stereoconv.refine import refine_disparity
 from stereoconv.scenes import make_detector
 from stereoconv.temporal import TemporalSmoother
 
 DEFAULT_INPUT = SHARED_DATA / "videos" / "pyscenedetect" / "testvideo.mp4"
 REAL_MODEL_CONFIG = SHARED_DATA / "models" / "depth-anything-v2-small-config"
 DEFAULT_FRAMES = {"cpu": 16, "cuda": 240}  # the real-size model takes seconds per frame on a CPU
-TARGETS = {"A": 1.3, "B": 1.1, "C": 1.1, "D": 0.1}
+TARGETS = {"A": 2.0, "B": 1.05, "C": 1.1, "D": 0.1}  # A's stretch target: 1.3
+STAGE_TARGETS_1080P = {"render": 30.0, "temporal": 10.0}  # ms/frame on a CPU
+SIZE_RATIO_TARGET = 4.5  # 4K per-frame cost / 1080p's
+GPU_FPS_TARGET = 150.0  # 1080p -> half-SBS, or 0.9x the slower of the model alone and the encoder alone
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -113,6 +118,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         help="frames to measure from --start (default: 16 on a CPU, 240 on a CUDA GPU)",
+    )
+    made.add_argument(
+        "--height",
+        type=int,
+        default=1080,
+        help="A, B, D run on the frames scaled to this height [px], a clip built once and not timed (default: "
+        "%(default)s; 0: the input as it is)",
+    )
+    made.add_argument(
+        "--stage-heights",
+        type=int,
+        nargs="+",
+        default=(720, 1080, 2160),
+        metavar="H",
+        help="per-stage costs at each of these frame heights [px] (default: 720 1080 2160)",
     )
     made.add_argument("--preset", default=None, help="stereoconv preset the settings come from (default: film)")
     made.add_argument("--layout", choices=LAYOUTS, default=None, help="stereo layout (default: the preset's)")
@@ -153,6 +173,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         made.error("--rss-clips needs 0 < SHORT < LONG")
     if args.rss_height < 16:
         made.error("--rss-height must be at least 16")
+    if (args.height and args.height < 16) or min(args.stage_heights) < 16:
+        made.error("--height and --stage-heights must be at least 16 px")
     return args
 
 
@@ -316,12 +338,14 @@ def warm_up(estimator: TransformersDepthEstimator, frames: Sequence[Frame]) -> f
 
 def model_alone(
     frames: Sequence[Frame], estimator: TransformersDepthEstimator
-) -> tuple[list[np.ndarray], float, float]:
+) -> tuple[list[np.ndarray], torch.Tensor, float, float]:
     """B denominator: ``predict`` (upload, preprocessing, forward) over ``frames`` in batches of the estimator's
-    ``batch_size``, timed on its own; then the resize of its output to the frame size, timed apart.
-    Returns the depth maps (float32 HxW, larger = nearer) and the two times in seconds."""
+    ``batch_size``, timed on its own; then the resize of its output to the working resolution, timed apart.
+    Returns the depth maps (float32, larger = nearer, at the working resolution), the raw maps (the model's own
+    output, on the host) and the two times in seconds."""
     height, width = frames[0].rgb.shape[:2]
     depths: list[np.ndarray] = []
+    raws: list[torch.Tensor] = []
     predict_s = resize_s = 0.0
     for i in range(0, len(frames), estimator.batch_size):
         batch = [f.rgb for f in frames[i : i + estimator.batch_size]]
@@ -332,7 +356,8 @@ def model_alone(
         maps, seconds = timed(lambda r=raw: estimator.to_frames(r, height, width))  # ends on the host: synchronized
         resize_s += seconds
         depths += maps
-    return depths, predict_s, resize_s
+        raws.append(raw.float().cpu())
+    return depths, torch.cat(raws), predict_s, resize_s
 
 
 # ------------------------------------------------------------------------------------------------------ stages
@@ -374,39 +399,71 @@ def temporal_stage(
     return timed(run)
 
 
+def on_device(rgb: np.ndarray, plan: Any, size: tuple[int, int] | None, device: torch.device) -> Any:
+    """Both eyes of a frame rendered on ``device`` from one upload, synchronized (what the pipeline does there)."""
+    pixels = upload(rgb, device)
+    eyes = render_plan_torch(pixels, plan, size, pixels)
+    synchronize(device)
+    return eyes
+
+
 def render_and_pack(
     frames: Sequence[Frame],
     depths: Sequence[np.ndarray],
     cuts: Sequence[bool],
     config: PipelineConfig,
     estimator: TransformersDepthEstimator,
-) -> tuple[list[np.ndarray], float, float]:
-    """Packed stereo frames: the stereo plan and both eyes (with the synthesizer ``convert`` picks for this model's
-    device), then packing, each timed on its own. Returns (packed, render seconds, pack seconds). Interleaved per
-    frame, so the two eyes of only one frame are held at a time."""
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    """Packed stereo frames as the render stage makes them, each step timed on its own: the stereo plan (on the
+    depth's grid); on a device, the whole render (upload to both eyes) and packing (with the download); on the CPU the
+    eyes' inputs (the frame at the eye's size, the plan's disparity brought there and its edges
+    refined: ``eyes``, of which ``refine`` is the refinement alone); both eyes (DIBR, with the synthesizer ``convert``
+    picks for this model's device); packing. Returns (packed, seconds per step). Interleaved per frame, so the two
+    eyes of only one frame are held at a time."""
     packed: list[np.ndarray] = []
-    plan_s = render_s = pack_s = 0.0
+    seconds = dict.fromkeys(("plan", "eyes", "refine", "render", "pack"), 0.0)
     layout = config.output.format
     synthesize = choose_synthesizer(config, estimator)  # the pipeline's own choice: numpy on a CPU, torch on CUDA
     renderer = StereoRenderer(config.stereo, depth_shape(estimator))  # state carries over, as in convert
+    height, width = frames[0].rgb.shape[:2]
+    eye_width, eye_height = width, height  # output.render_size: the frame's, or the packed eye's
+    if config.output.render_size == "packed":
+        eye_width, eye_height = eye_size(width, height, layout)  # type: ignore[arg-type]
+
+    def prepare(rgb: np.ndarray, plan: Any) -> tuple[np.ndarray, np.ndarray]:
+        """What render_plan does before rendering, the refinement timed apart."""
+        image = rgb
+        if (eye_height, eye_width) != (height, width):
+            image = cv2.resize(rgb, (eye_width, eye_height), interpolation=cv2.INTER_AREA)
+        disparity = plan.at(eye_height, eye_width)
+        if plan.edges is not None:
+            edges = plan.edges
+            scale = edges.scale(eye_height, eye_width)
+            disparity, spent = timed(lambda: refine_disparity(image, disparity, scale=scale, split=edges.split,
+                                                              thin=edges.thin))  # fmt: skip
+            seconds["refine"] += spent
+        return image, disparity
+
+    eye = (eye_height, eye_width) if (eye_height, eye_width) != (height, width) else None
     for frame, depth, cut in zip(frames, depths, cuts, strict=True):
-        plan, seconds = timed(lambda d=depth, c=cut, f=frame: renderer.plan(d, cut=c, image=f.rgb))
-        plan_s += seconds
-        (left, right), seconds = timed(lambda p=plan, f=frame: render_views(f.rgb, p.disparity, p.window, synthesize))
-        render_s += seconds
-        out, seconds = timed(lambda a=left, b=right: pack(a, b, layout))
-        pack_s += seconds
+        plan, spent = timed(lambda d=depth, c=cut, f=frame: renderer.plan(d, cut=c, frame=f.rgb.shape[:2]))
+        seconds["plan"] += spent
+        if isinstance(synthesize, torch.device):  # the render stage on the device: upload to both eyes, then packing
+            (left, right), spent = timed(lambda p=plan, f=frame: on_device(f.rgb, p, eye, synthesize))
+            seconds["render"] += spent
+            out, spent = timed(lambda a=left, b=right: pack_torch(a, b, layout, (width, height)).cpu().numpy())
+            seconds["pack"] += spent
+            packed.append(out)
+            continue
+        (image, disparity), spent = timed(lambda p=plan, f=frame: prepare(f.rgb, p))
+        seconds["eyes"] += spent
+        window = tuple(b * eye_width / width for b in plan.window)
+        (left, right), spent = timed(lambda i=image, d=disparity, w=window: render_views(i, d, w, synthesize))
+        seconds["render"] += spent
+        out, spent = timed(lambda a=left, b=right: pack(a, b, layout, (width, height)))
+        seconds["pack"] += spent
         packed.append(out)
-    return packed, plan_s, render_s, pack_s
-
-
-def unrefined_plan_stage(frames: Sequence[Frame], depths: Sequence[np.ndarray], cuts: Sequence[bool],
-                         config: PipelineConfig) -> float:  # fmt: skip
-    """Seconds the stereo plan takes over the frames without the edge refinement (``stereo.refine_edges`` off): the
-    refinement's own cost is the difference to the plan stage."""
-    renderer = StereoRenderer(dataclasses.replace(config.stereo, refine_edges=False))
-    return sum(timed(lambda d=depth, c=cut, f=frame: renderer.plan(d, cut=c, image=f.rgb))[1]
-               for frame, depth, cut in zip(frames, depths, cuts, strict=True))  # fmt: skip
+    return packed, seconds
 
 
 def encode_stage(
@@ -551,11 +608,67 @@ def measure_memory(args: argparse.Namespace, info: VideoInfo, work: Path) -> dic
 # ---------------------------------------------------------------------------------------------------- measure
 
 
+def scaled_clip(info: VideoInfo, start: float, frames: int, height: int, work: Path) -> Path:
+    """``frames`` frames of ``info`` from ``start``, scaled to ``height`` (width by the display aspect, even): x264 at
+    high quality, built once and not timed, so every run here reads the same file at the size measured."""
+    height = 2 * (height // 2)
+    width = 2 * round(height * info.display_aspect_ratio / 2)
+    rate = probe_rate(info.path)
+    path = work / f"input-{height}p.mp4"
+    with av.open(str(path), mode="w") as out:
+        stream = out.add_stream("libx264", rate=rate, options={"crf": "16", "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index, rgb in enumerate(clip_frames(info, start, (width, height), frames)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = index, 1 / rate
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def resized_frames(frames: Sequence[Frame], height: int) -> list[Frame]:
+    """``frames`` at ``height`` (width by their aspect, even): area-averaged down, bicubic up."""
+    h, w = frames[0].rgb.shape[:2]
+    size = (2 * round(height * w / h / 2), 2 * (height // 2))
+    interpolation = cv2.INTER_AREA if height <= h else cv2.INTER_CUBIC
+    return [dataclasses.replace(f, rgb=cv2.resize(f.rgb, size, interpolation=interpolation), picture=None)
+            for f in frames]  # fmt: skip
+
+
+def stage_costs(
+    frames: Sequence[Frame],
+    raw: torch.Tensor,
+    config: PipelineConfig,
+    estimator: TransformersDepthEstimator,
+    info: VideoInfo,
+    output: Path,
+) -> tuple[dict[str, float], list[bool]]:
+    """Seconds of each stage after the model over ``frames`` (any size; ``raw``: the model's maps for them: the model
+    sees the same input at any frame size of one aspect), each stage alone, fed the one before's output."""
+    height, width = frames[0].rgb.shape[:2]
+    seconds: dict[str, float] = {}
+    cuts, seconds["scenes"] = scene_stage(frames, config)
+    depths, seconds["depth_resize"] = timed(lambda: to_working(raw.to(estimator.device), height, width))
+    smoothed, seconds["temporal"] = temporal_stage(frames, depths, cuts, config)
+    del depths
+    packed, steps = render_and_pack(frames, smoothed, cuts, config, estimator)
+    seconds.update(steps)
+    del smoothed
+    gc.collect()
+    seconds["encode"] = encode_stage(packed, frames, info, config, output)
+    return seconds, cuts
+
+
 def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.device, work: Path) -> dict[str, Any]:
     """A, B, D and the per-stage costs, on the same frames."""
     model = make_model(work / "real-size-model", real_size=True)
-    threads = load_config(args.preset, overrides=overrides(args, model, None)).media.decode_threads
     limit = args.frames or DEFAULT_FRAMES.get(device.type, DEFAULT_FRAMES["cpu"])
+    source = args.input
+    if args.height and args.height != info.height:
+        source = scaled_clip(info, args.start, limit, args.height, work)
+        args = argparse.Namespace(**{**vars(args), "input": source, "start": 0.0})
+        info = probe(source)
+    threads = load_config(args.preset, overrides=overrides(args, model, None)).media.decode_threads
     frames, decode_s = decode_frames(info, args.start, limit, threads)
     n = len(frames)
     config = load_config(args.preset, overrides=overrides(args, model, range_end(frames, info.fps)))
@@ -570,7 +683,8 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
     # B: one estimator, loaded and warmed up before both sides.
     estimator, load_s = timed(lambda: load_estimator(config.depth))
     warm_s = warm_up(estimator, frames)
-    depths, predict_s, resize_s = model_alone(frames, estimator)
+    depths, raw, predict_s, _ = model_alone(frames, estimator)
+    del depths
     alone = Timing(n, predict_s)
     pipeline, _ = converted(lambda: convert(args.input, work / "pipeline.mp4", config, estimator=estimator))
     checked(pipeline, n, "the pipeline run")
@@ -586,20 +700,20 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
     repeats = alternating({"cached": rerender_once, "transcode": transcode_once}, work, args.repeat)
     cached, baseline = median_of(repeats["cached"]), median_of(repeats["transcode"])
 
-    # Per-stage costs, each stage alone over the frames in memory.
-    seconds = {"decode": decode_s}
-    cuts, seconds["scenes"] = scene_stage(frames, config)
-    seconds["depth_model"], seconds["depth_resize"] = predict_s, resize_s
+    # Per-stage costs, each stage alone over the frames in memory: at the measured size, then at each stage height.
+    seconds = {"decode": decode_s, "depth_model": predict_s}
     seconds["depth_cache"], cache_stats = cache_stage(frames, args.input, cache, config)
-    smoothed, seconds["temporal"] = temporal_stage(frames, depths, cuts, config)
-    del depths
-    packed, seconds["plan"], seconds["render"], seconds["pack"] = render_and_pack(frames, smoothed, cuts, config,
-                                                                                  estimator)  # fmt: skip
-    refine_ms = 1000 * (seconds["plan"] - unrefined_plan_stage(frames, smoothed, cuts, config)) / len(frames)
-    del smoothed
-    gc.collect()
-    seconds["encode"] = encode_stage(packed, frames, info, config, work / "encode.mp4")
+    spent, cuts = stage_costs(frames, raw, config, estimator, info, work / "encode.mp4")
+    seconds.update(spent)
+    sizes = {}
+    for stage_height in args.stage_heights:
+        at_size = resized_frames(frames, stage_height)
+        spent, _ = stage_costs(at_size, raw, config, estimator, info, work / f"encode-{stage_height}.mp4")
+        sizes[f"{at_size[0].rgb.shape[1]}x{at_size[0].rgb.shape[0]}"] = {k: 1000 * v / n for k, v in spent.items()}
+        del at_size
+        gc.collect()
     width, height = packed_size(info.width, info.height, config.output.format)
+    encoder = Timing(n, seconds["encode"])
 
     return {
         "input": {
@@ -624,13 +738,14 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
         },
         "stage_labels": stage_labels(config),
         "stages_ms_per_frame": {k: 1000 * s / n for k, s in seconds.items()},
-        "refine_ms_per_frame": refine_ms,
+        "stages_by_size_ms_per_frame": sizes,
         "runs": {
             "fresh": fresh.to_dict(),
             "pipeline": pipeline.to_dict(),
             "model_alone": alone.to_dict(),
             "cached": cached.to_dict(),
             "transcode": baseline.to_dict(),
+            "encoder_alone": encoder.to_dict(),
         },
         "repeats": {name: [t.seconds for t in runs] for name, runs in repeats.items()},
         "depth_cache": {"fresh": fresh_result.depth_cache, "cache_stage": cache_stats.summary()},
@@ -665,26 +780,83 @@ def stage_labels(config: PipelineConfig) -> dict[str, str]:
     out, depth = config.output, config.depth
     return {
         "decode": "decode (to RGB)",
-        "scenes": "scene detection",
         "depth_model": f"depth: model (preprocess + forward, batch {depth.batch_size}, input {depth.input_size})",
-        "depth_resize": "depth: resize to frame size",
         "depth_cache": "depth: read from cache (+ resize), instead",
-        "temporal": "temporal smoothing",
-        "plan": "stereo plan (convergence, disparity, edge refinement, window)",
+        "scenes": "scene detection",
+        "depth_resize": "depth: to the working resolution",
+        "temporal": "temporal smoothing (working resolution)",
+        "plan": "stereo plan (convergence, disparity, window)",
+        "eyes": "eyes' inputs at their size (frame, disparity, edges)",
+        "refine": "  of which edge refinement",
         "render": "DIBR render (both eyes)",
         "pack": f"packing ({out.format})",
         "encode": f"encode ({out.codec} crf {out.crf} {out.preset} {out.pix_fmt})",
     }
 
 
+_NOT_SUMMED = ("refine",)  # part of another row
+
+
 def stage_table(report: dict[str, Any]) -> str:
     ms, labels = report["stages_ms_per_frame"], report["stage_labels"]
     rows = [["stage", "ms/frame"]] + [[labels[k], f"{v:.1f}"] for k, v in ms.items()]
-    fresh = sum(v for k, v in ms.items() if k != "depth_cache")
-    cached = sum(v for k, v in ms.items() if k not in ("depth_model", "depth_resize"))
+    fresh = sum(v for k, v in ms.items() if k not in ("depth_cache", *_NOT_SUMMED))
+    cached = sum(v for k, v in ms.items() if k not in ("depth_model", "depth_resize", *_NOT_SUMMED))
     rows.append(["sum, depth from the model", f"{fresh:.1f}"])
     rows.append(["sum, depth from the cache", f"{cached:.1f}"])
     return table(rows, [False, True])
+
+
+def size_costs(report: dict[str, Any]) -> dict[str, float]:
+    """Per size, the sum of the stages after the depth (the per-frame cost of a cached re-render, decode aside)."""
+    return {size: sum(v for k, v in ms.items() if k not in _NOT_SUMMED)
+            for size, ms in report["stages_by_size_ms_per_frame"].items()}  # fmt: skip
+
+
+def size_table(report: dict[str, Any]) -> str:
+    by_size, labels = report["stages_by_size_ms_per_frame"], report["stage_labels"]
+    sizes = list(by_size)
+    rows = [["stage, ms/frame", *sizes]]
+    for key in next(iter(by_size.values())):
+        rows.append([labels[key], *(f"{by_size[size][key]:.1f}" for size in sizes)])
+    costs = size_costs(report)
+    rows.append(["sum after the depth", *(f"{costs[size]:.1f}" for size in sizes)])
+    return table(rows, [False, *([True] * len(sizes))])
+
+
+def size_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-stage targets at 1080p and 4K / 1080p, where those sizes were measured."""
+    by_size, costs, rows = report["stages_by_size_ms_per_frame"], size_costs(report), []
+    full_hd = next((size for size in by_size if size.endswith("x1080")), None)
+    uhd = next((size for size in by_size if size.endswith("x2160")), None)
+    if full_hd is not None:
+        for key, target in STAGE_TARGETS_1080P.items():
+            value = by_size[full_hd][key]
+            rows.append({"what": f"{report['stage_labels'][key]} at {full_hd}, ms/frame", "measured": value,
+                         "target": target, "met": value <= target})  # fmt: skip
+    if full_hd is not None and uhd is not None:
+        value = costs[uhd] / costs[full_hd]
+        rows.append({"what": f"per-frame cost {uhd} / {full_hd}", "measured": value, "target": SIZE_RATIO_TARGET,
+                     "met": value <= SIZE_RATIO_TARGET})  # fmt: skip
+    return rows
+
+
+def gpu_target(report: dict[str, Any]) -> dict[str, Any] | None:
+    """On CUDA: the pipeline's fps against 150 fps, or 0.9x the slower of the model alone and the encoder alone."""
+    if not report["machine"].get("device", "").startswith("cuda"):
+        return None
+    runs = report["runs"]
+    pipeline = runs["pipeline"]["fps"]
+    slower = min(runs["model_alone"]["fps"], runs["encoder_alone"]["fps"])
+    return {"pipeline_fps": pipeline, "slower_alone_fps": slower, "ratio": pipeline / slower,
+            "met": pipeline >= GPU_FPS_TARGET or pipeline >= 0.9 * slower}  # fmt: skip
+
+
+def target_table(rows: Sequence[dict[str, Any]]) -> str:
+    out = [["target", "measured", "target", ""]]
+    for r in rows:
+        out.append([r["what"], f"{r['measured']:.2f}", f"<= {r['target']:g}", "met" if r["met"] else "NOT met"])
+    return table(out, [False, True, True, False])
 
 
 RUN_LABELS = {
@@ -693,6 +865,7 @@ RUN_LABELS = {
     "model_alone": "model alone: predict (B den.)",
     "cached": "re-render from cache, new settings (A, D num.)",
     "transcode": "PyAV transcode (A den.)",
+    "encoder_alone": "encoder alone, packed frames in memory",
 }
 
 
@@ -736,8 +909,11 @@ def print_report(report: dict[str, Any]) -> None:
     print("re-render settings: " + ", ".join(f"{k} = {v:g}" for k, v in report["rerender_overrides"].items()))
     print()
     print(stage_table(report))
-    print(f"of the stereo plan, the edge refinement (plan with it - plan without): "
-          f"{report['refine_ms_per_frame']:.1f} ms/frame")  # fmt: skip
+    print()
+    print(size_table(report))
+    print("(each size: the same frames resized, the same model maps brought to that size's working resolution)")
+    print()
+    print(target_table(size_targets(report)))
     print()
     print(run_table(report["runs"]))
     print(
@@ -750,6 +926,11 @@ def print_report(report: dict[str, Any]) -> None:
     print(memory_table(report["memory"]))
     print()
     print(ratio_table(report["ratios"]))
+    gpu = report.get("gpu")
+    if gpu is not None:
+        print(f"GPU: pipeline {gpu['pipeline_fps']:.1f} fps, the slower of model alone and encoder alone "
+              f"{gpu['slower_alone_fps']:.1f} fps: {gpu['ratio']:.2f}x; target >= {GPU_FPS_TARGET:g} fps or >= 0.9x: "
+              f"{'met' if gpu['met'] else 'NOT met'}")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------- main
@@ -775,6 +956,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(os, "getloadavg"):
         machine["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     report["ratios"] = ratios(report)
+    report["gpu"] = gpu_target(report)
     print_report(report)
     finish(args.json, report)
     return 0

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from . import single_pass
-from .config import PipelineConfig
+from .config import PipelineConfig, ShotOverrides
 from .errors import UsageError
+from .progress import JsonProgress
 from .single_pass import ConvertResult, SceneList, detect_scenes
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ def convert(
     backend: Literal["local", "ray"] = "local",
     ray_address: str | None = None,
     keep_work_dir: bool = False,
+    shots: ShotOverrides | None = None,
+    json_progress: JsonProgress | None = None,
 ) -> ConvertResult:
     """Convert ``input`` to a stereo 3D video at ``output``.
 
@@ -57,6 +60,9 @@ def convert(
     ``report`` and ``on_frame`` need the single pass (no ``work_dir``). The output is the farm's: where a long shot
     is split, the chunk after the split starts from a few seconds of pre-roll rather than the whole shot, so its
     first frames can differ slightly from the single pass's.
+    ``shots``: per-shot settings (:func:`~stereoconv.config.load_shots`): the shots they select are converted with
+    their ``[temporal]`` and ``[stereo]`` settings changed, the others exactly as without; recorded in the report and
+    in a work directory's plan. ``json_progress``: machine-readable progress lines (start, every N frames, finish).
     Raises :class:`~stereoconv.errors.StereoconvError` subclasses for user-facing problems.
     """
     config = config or PipelineConfig()
@@ -67,8 +73,10 @@ def convert(
 
         return convert_in_work_dir(input, output, config, work_dir, chunk_seconds=chunk_seconds, backend=backend,
                                    ray_address=ray_address, keep_work_dir=keep_work_dir, estimator=estimator,
-                                   depth_cache=depth_cache, progress=progress)  # fmt: skip
+                                   depth_cache=depth_cache, progress=progress, shots=shots,
+                                   json_progress=json_progress)  # fmt: skip
     if backend != "local" or ray_address is not None or keep_work_dir:
         raise UsageError("--backend, --ray-address and --keep-work-dir need --work-dir")
     return single_pass.convert(input, output, config, estimator=estimator, depth_cache=depth_cache, report=report,
-                               progress=progress, on_frame=on_frame)  # fmt: skip
+                               progress=progress, on_frame=on_frame, shots=shots,
+                               json_progress=json_progress)  # fmt: skip

@@ -3,7 +3,7 @@ smoothing, stereo or encode settings skips the model (and does not even load it 
 
 What is stored: the raw output of :meth:`~stereoconv.depth.TransformersDepthEstimator.predict` (relative inverse
 depth, larger = nearer, at model resolution, e.g. 518x924 for 16:9 at input size 518), rounded to float16: about
-1 MB a frame. It goes back to the frame size through :func:`~stereoconv.depth.upsample_depth`, the code path fresh
+1 MB a frame. It goes to the working resolution through :func:`~stereoconv.depth.to_working`, the code path fresh
 output takes, so a run whose frames all come from the cache and one that computes them all give the same maps.
 
 Where: ``DIR/<key>/`` where ``key`` hashes the input's fingerprint (:func:`input_fingerprint`: its size and content,
@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from .config import DepthConfig
-from .depth import load_estimator, model_fingerprint, model_spec, select_device, upsample_depth
+from .depth import load_estimator, model_fingerprint, model_spec, select_device, to_working
 from .errors import MediaError, UsageError
 from .models import Preprocessing
 
@@ -414,13 +414,14 @@ class CachedEstimator:
     the frames the cache lacks, loading it (``load()``) at the first such frame: a run served entirely from the
     cache never loads the model.
 
-    ``batch_size``: frames per call, as for any estimator. ``device``: where the raw maps are resized to the frame
-    size (also what ``device`` reports to the pipeline, e.g. to pick the renderer); the model runs where ``load``
+    ``batch_size``: frames per call, as for any estimator. ``device``: where the raw maps are resized to the working
+    resolution (also what ``device`` reports to the pipeline, e.g. to pick the renderer); the model runs where ``load``
     puts it. Call as ``estimator(frames, keys)``: ``frames`` uint8 HxWx3 RGB of one size, ``keys`` each frame's
-    source pts (:attr:`Frame.pts <stereoconv.media.Frame.pts>`). Returns float32 HxW maps at the frame size,
-    relative inverse depth, larger = nearer. Every map, fresh or cached, goes through the stored float16 map and
-    :func:`~stereoconv.depth.upsample_depth`, so a run is identical whether its frames were cached or not; against
-    the uncached estimator each value differs by at most 2**-11 of the largest raw value of its frame.
+    source pts (:attr:`Frame.pts <stereoconv.media.Frame.pts>`). Returns float32 maps at the working resolution
+    (:func:`~stereoconv.depth.working_shape`), relative inverse depth, larger = nearer. Every map, fresh or cached,
+    goes through the stored float16 map and :func:`~stereoconv.depth.to_working`, so a run is identical whether
+    its frames were cached or not; against the uncached estimator each value differs by at most 2**-11 of the
+    largest raw value of its frame.
     Call :meth:`close` at the end (or use ``with``) to store the last partial chunk.
     """
 
@@ -469,7 +470,7 @@ class CachedEstimator:
                 for i, raw in zip(part, predicted, strict=True):
                     raws[i] = self.cache.put(int(keys[i]), digests[i], raw)
         stack = np.stack(raws)  # type: ignore[arg-type]
-        return upsample_depth(torch.from_numpy(stack).to(self.device), height, width)
+        return to_working(torch.from_numpy(stack).to(self.device), height, width)
 
     def close(self) -> None:
         """Write the raw maps not yet on disk."""

@@ -2,8 +2,8 @@
 
 Exit codes: 0 ok, 1 anything else, 2 usage or config, 3 input media, 4 model load, 5 converted but frames were lost
 to a damaged input (``--strict`` makes that exit 3 with no output), 6 stopped by the machine (no space left,
-permission denied, read-only file system, a path that vanished, too many open files, I/O error), 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM).
+permission denied, read-only file system, a path that vanished, too many open files, I/O error), 7 a batch in which
+some input failed, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from .config import (
     LAYOUTS,
     PIX_FMTS,
     PREVIEW_LAYOUTS,
+    ShotOverrides,
     load_config,
+    load_shots,
     parse_time,
     parse_value,
     preset_description,
@@ -63,13 +65,24 @@ def _settings_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--end", metavar="TIME", help="end of the range (exclusive): seconds or HH:MM:SS.mmm")
 
 
+def _shots_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shots", metavar="FILE", help="per-shot settings: a TOML file of [[shots]] entries, each "
+                        "selecting shots by index = N or by start/end times and changing any [temporal] or [stereo] "
+                        "setting for them (`stereoconv scenes --json` output is a valid start, as .json)")  # fmt: skip
+
+
+def _load_shots(args: argparse.Namespace) -> ShotOverrides | None:
+    return load_shots(args.shots) if getattr(args, "shots", None) else None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stereoconv",
         description="Convert 2D video to stereoscopic 3D (monocular depth + DIBR).",
         epilog="exit codes: 0 ok, 1 other error, 2 usage/config, 3 input media, 4 model load, 5 converted but frames "
         "were lost to a damaged input (see convert --strict), 6 stopped by the machine (no space left, permission "
-        "denied, read-only, a path vanished, too many open files), 130 interrupted, 143 terminated",
+        "denied, read-only, a path vanished, too many open files), 7 a batch in which some input failed, "
+        "130 interrupted, 143 terminated",
     )
     parser.add_argument("--version", action="version", version=f"stereoconv {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -81,8 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
         "fsbs, htb, ftb, anaglyph; EXT: INPUT's if .mp4, .mkv or .mov, else .mkv). Audio streams are copied. "
         "The output appears only when the conversion has finished.",
     )  # fmt: skip
-    convert.add_argument("input", metavar="INPUT", help="video file to convert")
+    convert.add_argument("inputs", metavar="INPUT", nargs="+", help="video file to convert; several, or a folder: "
+                         "a batch into the folder OUTPUT (see below)")  # fmt: skip
     convert.add_argument("output", metavar="OUTPUT", help="file to write, or an existing directory to write into")
+    batch = convert.add_argument_group(
+        "batch", "with several INPUTs or a folder, every file is converted into the folder OUTPUT (created if "
+        "absent) under the directory name above, keeping sub-folders; outputs already there are skipped, a failure "
+        "is reported and the batch goes on; a table (file, frames, fps, result) ends it, and the exit code is 7 if "
+        "any file failed. --work-dir DIR: a sub-folder per file; --depth-cache: shared (keyed by input)",
+    )  # fmt: skip
+    batch.add_argument("--recursive", "-r", action="store_true", help="also the files in sub-folders of a folder")
+    batch.add_argument("--glob", metavar="PATTERN", help="which files of a folder, by name (default: common video "
+                       "extensions: *.mp4, *.mkv, *.mov, *.avi, ...)")  # fmt: skip
     convert.add_argument("--model", metavar="ID|DIR", help=f"depth model: Hugging Face id or local directory "
                          f"(default: {DEFAULT_MODEL}; offline, pass a local directory)")  # fmt: skip
     convert.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"),
@@ -104,12 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--audio", choices=("copy", "aac", "none"),
                          help="audio streams: copy (default; re-encoded to AAC only where the container cannot hold "
                          "the codec), aac (re-encode all) or none (drop)")  # fmt: skip
+    convert.add_argument("--subtitles", choices=("auto", "burn", "keep", "none"),
+                         help="text subtitles: burn (drawn into both eyes, just in front of what they cover), keep "
+                         "(copied as soft subtitles: a 3D player splits them across the eyes), none (dropped); "
+                         "default auto: burn for SBS/TB layouts, keep for anaglyph (output.subtitles; "
+                         "output.subtitle_stream chooses the stream)")  # fmt: skip
     convert.add_argument("--codec", choices=ENCODERS, help="video encoder (default: libx264; prores_ks for .mov/.mkv "
                          "and ffv1 for .mkv intermediates; NVENC where the GPU has it) (output.codec)")  # fmt: skip
     convert.add_argument("--pix-fmt", choices=PIX_FMTS, help="output pixel format (default: source: 10-bit for "
                          "sources of more than 8 bits, keeping HDR; an 8-bit format tone-maps HDR to SDR) "
                          "(output.pix_fmt)")  # fmt: skip
     convert.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    convert.add_argument("--progress", choices=("text", "json", "none"), default="text",
+                         help="text: a progress bar on stderr; json: JSON lines on stdout instead, as render "
+                         "--progress json writes them (start, every --progress-every frames, finish; a batch: one "
+                         "run per input, then a summary) (default: text)")  # fmt: skip
+    convert.add_argument("--progress-every", metavar="N", type=int, default=24, help="frames between JSON lines")
     convert.add_argument("--strict", action="store_true", help="fail (exit 3, no output) if any frame of a damaged "
                          "input cannot be decoded; by default what decodes is converted, the losses are listed and "
                          "the exit code is 5 (media.strict)")  # fmt: skip
@@ -131,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'stereoconv[ray]')")  # fmt: skip
     resume.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to use (ray://HOST:10001, HOST:6379, "
                         "auto; default: a local Ray for the run)")  # fmt: skip
+    _shots_argument(convert)
     _settings_arguments(convert)
 
     preview = commands.add_parser(
@@ -150,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--model", metavar="ID|DIR", help="depth model (see convert)")
     preview.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), help="where the depth model runs")
     preview.add_argument("--depth-cache", metavar="DIR", help="convert's depth cache: frames in it skip the model")
+    _shots_argument(preview)
     _settings_arguments(preview)
 
     scenes = commands.add_parser("scenes", help="list scene cuts", description="Detect scene cuts in INPUT with "
@@ -211,6 +246,7 @@ def _farm_arguments(commands: Any) -> None:
     plan.add_argument("--strict", action="store_true", help="fail (exit 3) if any frame of a damaged input cannot be "
                       "decoded; by default the frames lost are listed, skipped by every chunk, and assemble exits "
                       "5 (media.strict)")  # fmt: skip
+    _shots_argument(plan)
     _settings_arguments(plan)
 
     render = commands.add_parser(
@@ -264,6 +300,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "depth.device": getattr(args, "device", None),
         "output.format": getattr(args, "format", None),
         "output.audio": getattr(args, "audio", None),
+        "output.subtitles": getattr(args, "subtitles", None),
         "output.codec": getattr(args, "codec", None),
         "output.pix_fmt": getattr(args, "pix_fmt", None),
         "media.start": parse_time(args.start, "--start") if getattr(args, "start", None) else None,
@@ -277,21 +314,31 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .api import convert
+    from .batch import is_batch
+    from .progress import JsonProgress
 
     config = load_config(args.preset, args.config, _overrides(args))
+    shots = _load_shots(args)
+    json_progress = JsonProgress(None, args.progress_every, sys.stdout) if args.progress == "json" else None
+    bar = not args.quiet and args.progress == "text"
+    if is_batch(args.inputs):
+        return _convert_batch(args, config, json_progress, bar)
+    if args.recursive or args.glob:
+        raise UsageError("--recursive and --glob choose files in a folder: give a folder as INPUT")
+    args.input = args.inputs[0]
     if args.work_dir is None:
         given = [flag for flag, value in (("--chunk-seconds", args.chunk_seconds), ("--backend", args.backend),
                  ("--ray-address", args.ray_address), ("--keep-work-dir", args.keep_work_dir)) if value]  # fmt: skip
         if given:
             raise UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --work-dir")
         result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
-                         progress=not args.quiet)  # fmt: skip
+                         progress=bar, shots=shots, json_progress=json_progress)  # fmt: skip
     else:
         try:
             result = convert(args.input, args.output, config, depth_cache=args.depth_cache, report=args.report,
-                             progress=not args.quiet, work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
+                             progress=bar, work_dir=args.work_dir, keep_work_dir=args.keep_work_dir,
                              chunk_seconds=args.chunk_seconds or 60.0, backend=args.backend or "local",
-                             ray_address=args.ray_address)  # fmt: skip
+                             ray_address=args.ray_address, shots=shots, json_progress=json_progress)  # fmt: skip
         except (KeyboardInterrupt, Terminated, StorageError):
             if os.path.isfile(os.path.join(args.work_dir, "job.json")):
                 print(f"stereoconv: finished chunks are kept in {args.work_dir}: run the same command again to "
@@ -306,13 +353,50 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             print(result.depth_cache, file=sys.stderr)
         if result.work:
             print(result.work, file=sys.stderr)
-        print(f"wrote {result.output}: {result.frames} frames, {len(result.cuts)} cuts, "
+        for line in _shot_lines(result.shot_settings):
+            print(line, file=sys.stderr)
+        print(f"wrote {result.output}: {result.frames} frames, {_count(len(result.cuts), 'cut')}, "
               f"{result.seconds:.1f} s ({result.fps:.2f} frames/s)", file=sys.stderr)  # fmt: skip
     losses = getattr(result, "losses", None)
     if losses:
         _print_losses(losses, f"completed with losses: {losses.summary()}", f"wrote {result.output}")
         return EXIT_COMPLETED_WITH_LOSSES
     return 0
+
+
+def _convert_batch(args: argparse.Namespace, config: Any, json_progress: Any, bar: bool) -> int:
+    from .batch import convert_batch
+
+    given = [flag for flag, value in (("--shots", args.shots), ("--report", args.report)) if value]
+    if given:
+        raise UsageError(f"{' and '.join(given)} belong{'s' if len(given) == 1 else ''} to one film: convert its "
+                         "files one by one")  # fmt: skip
+    if args.work_dir is None:
+        given = [flag for flag, value in (("--chunk-seconds", args.chunk_seconds), ("--backend", args.backend),
+                 ("--ray-address", args.ray_address), ("--keep-work-dir", args.keep_work_dir)) if value]  # fmt: skip
+        if given:
+            raise UsageError(f"{', '.join(given)} need{'s' if len(given) == 1 else ''} --work-dir")
+    resumable = {} if args.work_dir is None else {
+        "keep_work_dir": args.keep_work_dir, "chunk_seconds": args.chunk_seconds or 60.0,
+        "backend": args.backend or "local", "ray_address": args.ray_address}  # fmt: skip
+    log = None if args.quiet else (lambda line: print(f"stereoconv: {line}", file=sys.stderr))
+    result = convert_batch(args.inputs, args.output, config, recursive=args.recursive, pattern=args.glob,
+                           depth_cache=args.depth_cache, work_dir=args.work_dir, progress=bar,
+                           json_progress=json_progress, log=log, **resumable)  # fmt: skip
+    if not args.quiet or result.failed:
+        print(result.table(), file=sys.stderr)
+    return result.exit_code
+
+
+def _shot_lines(settings: dict[int, dict[str, Any]]) -> list[str]:
+    """One line per shot with settings of its own, e.g. ``shot 3: stereo.max_negative_parallax=0.5``."""
+    return [f"shot {k}: " + ", ".join(f"{key}={value}" for key, value in sorted(v.items()))
+            for k, v in sorted(settings.items())]  # fmt: skip
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 cut``, ``2 cuts``, ``0 cuts``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_losses(losses: DecodeLosses, outcome: str, then: str) -> None:
@@ -331,7 +415,7 @@ def _cmd_scenes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(scenes.to_dict()))
     else:
-        print(f"{scenes.frames} frames at {scenes.fps:.3f} fps, {len(scenes.cuts)} cuts")
+        print(f"{scenes.frames} frames at {scenes.fps:.3f} fps, {_count(len(scenes.cuts), 'cut')}")
         for cut in scenes.cuts:
             print(f"cut at frame {cut} ({cut / scenes.fps:.3f} s)" if scenes.fps else f"cut at frame {cut}")
     return 0
@@ -363,7 +447,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
     config = load_config(args.preset, args.config, _overrides(args))
     written = preview(args.input, parse_time(args.at, "--at"), args.out, config, layout=args.layout,
-                      warmup_seconds=args.warmup, depth_cache=args.depth_cache)  # fmt: skip
+                      warmup_seconds=args.warmup, depth_cache=args.depth_cache, shots=_load_shots(args))  # fmt: skip
     print(f"wrote {written}", file=sys.stderr)
     return 0
 
@@ -373,13 +457,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     config = load_config(args.preset, args.config, _overrides(args))
     job = plan(args.input, args.out, config, chunk_seconds=args.chunk_seconds, preroll_seconds=args.preroll_seconds,
-               progress=not args.quiet)  # fmt: skip
+               progress=not args.quiet, shots=_load_shots(args))  # fmt: skip
     if not args.quiet:
         mid = sum(1 for c in job.chunks if not c.starts_at_cut)
-        print(f"wrote {job.path}: {job.frames} frames, {len(job.cuts)} cuts, {len(job.chunks)} chunks "
-              f"({mid} starting mid-shot)", file=sys.stderr)  # fmt: skip
+        print(f"wrote {job.path}: {job.frames} frames, {_count(len(job.cuts), 'cut')}, "
+              f"{_count(len(job.chunks), 'chunk')} ({mid} starting mid-shot)", file=sys.stderr)  # fmt: skip
         if job.model_note:
             print(f"note: {job.model_note}", file=sys.stderr)
+        for line in _shot_lines(job.shot_settings):
+            print(line, file=sys.stderr)
     if job.losses:  # the chunks skip them; assemble reports them again and exits 5
         _print_losses(job.losses, f"planned with losses: {job.losses.summary()}",
                       f"wrote {job.path}; assemble will exit {EXIT_COMPLETED_WITH_LOSSES}")  # fmt: skip
@@ -387,7 +473,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .farm import JsonProgress, chunks_for_frames, load_job, parse_frame_range, render
+    from .farm import chunks_for_frames, load_job, parse_frame_range, render
+    from .progress import JsonProgress
 
     job = load_job(args.job)
     if args.device:

@@ -9,6 +9,8 @@ Precedence, lowest first: dataclass defaults < preset (``presets/NAME.toml``) < 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -243,6 +245,10 @@ class OutputConfig(_Section):
 
     section: ClassVar[str] = "output"
     format: str = setting("half-sbs", "stereo layout", choices=LAYOUTS)
+    render_size: str = setting("frame", "size the eyes are rendered at: 'frame' (the frame's, then squeezed into a "
+                               "half layout) or 'packed' (a half layout's eyes at half the width or height: about "
+                               "half the rendering cost, softer: -2.3 dB PSNR against a real right camera)",
+                               choices=("frame", "packed"))  # fmt: skip
     codec: str = setting("libx264", "video encoder (FFmpeg name; prores_ks needs .mov/.mkv, ffv1 needs .mkv)",
                          choices=ENCODERS)  # fmt: skip
     crf: int = setting(18, "constant rate factor: lower is better quality and bigger", range=(0, 51))
@@ -254,6 +260,13 @@ class OutputConfig(_Section):
     audio: str = setting("copy", "audio streams: copy (re-encoded to AAC only where the container cannot hold "
                          "the codec), aac (re-encode all to AAC) or none (drop)",
                          choices=("copy", "aac", "none"))  # fmt: skip
+    subtitles: str = setting("auto", "text subtitles: burn (drawn into both eyes, just in front of what they cover), "
+                             "keep (copied as soft subtitles, which a 3D player splits across the eyes), none "
+                             "(dropped); auto: burn for side-by-side and top-bottom layouts, else keep",
+                             choices=("auto", "burn", "keep", "none"))  # fmt: skip
+    subtitle_stream: int | None = setting(None, "the text subtitle stream to burn, counted among the input's text "
+                                          "subtitle streams from 0 (unset: the first marked default, else the "
+                                          "first)", range=(0, 99), kind=int)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -261,8 +274,9 @@ class RuntimeConfig(_Section):
     """How the stages run: they overlap in threads joined by bounded queues. None of this changes the output."""
 
     section: ClassVar[str] = "runtime"
-    render_workers: int = setting(2, "threads rendering the two eyes of different frames at once", unit="threads",
-                                  range=(1, 64))  # fmt: skip
+    render_workers: int = setting(0, "threads rendering the eyes of different frames at once (0: half the CPU "
+                                  "cores, at least 2 and at most 8, when the CPU renders; 2 when the GPU does)",
+                                  unit="threads", range=(0, 64))  # fmt: skip
     queue_frames: int = setting(8, "frames each queue between two stages holds at most (memory stays bounded)",
                                 unit="frames", range=(1, 256))  # fmt: skip
     renderer: str = setting("auto", "view synthesis: numpy (the CPU path, a compiled kernel), torch (on the depth "
@@ -431,3 +445,153 @@ def parse_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+# ------------------------------------------------------------------------------------------------ per-shot settings
+
+SHOT_SECTIONS = ("temporal", "stereo")  # what a shot may change: the rest is the same for the whole film
+# Keys of `stereoconv scenes --json` that a shots file may hold and that select nothing: the file can start as that.
+_SCENE_LIST_KEYS = ("cuts", "frames", "fps")
+_SHOT_INFO_KEYS = ("first_frame", "frames")
+
+
+@dataclass(frozen=True)
+class ShotRule:
+    """One entry of a shots file: which shots (``index``, 0-based as ``stereoconv scenes`` counts them from the start
+    of the converted range; or, without an index, every shot overlapping ``[start, end)`` seconds of the input,
+    ``end`` None: to the end) and the dotted ``[temporal]``/``[stereo]`` settings they get."""
+
+    index: int | None
+    start: float | None
+    end: float | None
+    settings: tuple[tuple[str, Any], ...]
+
+    def selects(self, shot: int, begin: float | None, finish: float | None) -> bool:
+        """Whether this rule applies to shot ``shot`` spanning ``[begin, finish)`` seconds (None: unknown; a time
+        rule then cannot apply, so callers resolve time rules with known cuts)."""
+        if self.index is not None:
+            return self.index == shot
+        if begin is None:
+            return False
+        lo = self.start if self.start is not None else 0.0
+        hi = self.end if self.end is not None else math.inf
+        return begin < hi and (finish if finish is not None else math.inf) > lo
+
+
+@dataclass(frozen=True)
+class ShotOverrides:
+    """Per-shot settings from a shots file (:func:`load_shots`): later entries win where two set the same key."""
+
+    rules: tuple[ShotRule, ...]
+    source: str = ""
+
+    @property
+    def needs_times(self) -> bool:
+        """Some entry selects shots by time: resolving it needs the cuts and their times beforehand."""
+        return any(rule.index is None for rule in self.rules)
+
+    def for_shot(self, shot: int, begin: float | None = None, finish: float | None = None) -> dict[str, Any]:
+        """The dotted settings shot ``shot`` (spanning ``[begin, finish)`` s, where known) gets; {} for none."""
+        out: dict[str, Any] = {}
+        for rule in self.rules:
+            if rule.selects(shot, begin, finish):
+                out.update(rule.settings)
+        return out
+
+    def resolve(self, shots: int | None = None, bounds: list[tuple[float, float | None]] | None = None
+                ) -> dict[int, dict[str, Any]]:  # fmt: skip
+        """``{shot index: dotted settings}`` for the shots some entry selects. ``bounds``: every shot's
+        ``(start, end)`` seconds, in order (end None: the last one's); without it only index entries resolve, for
+        indices below ``shots`` if given."""
+        if bounds is not None:
+            found = {k: self.for_shot(k, begin, finish) for k, (begin, finish) in enumerate(bounds)}
+        else:
+            indices = {rule.index for rule in self.rules if rule.index is not None}
+            found = {k: self.for_shot(k) for k in sorted(indices) if shots is None or k < shots}
+        return {k: v for k, v in found.items() if v}
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a shots file would hold it (JSON-able): for a job manifest or a report."""
+        entries = []
+        for rule in self.rules:
+            entry: dict[str, Any] = {}
+            if rule.index is not None:
+                entry["index"] = rule.index
+            else:
+                entry.update({k: v for k, v in (("start", rule.start), ("end", rule.end)) if v is not None})
+            for key, value in rule.settings:
+                section, _, name = key.partition(".")
+                entry.setdefault(section, {})[name] = value
+            entries.append(entry)
+        return {"source": self.source, "shots": entries}
+
+
+def shot_configs(config: PipelineConfig, resolved: Mapping[int, Mapping[str, Any]]) -> dict[int, PipelineConfig]:
+    """``config`` with each shot's settings applied: what the engine runs those shots with."""
+    return {int(k): config.replace(v) for k, v in resolved.items()}
+
+
+def parse_shots(data: Mapping[str, Any], where: str = "shots file") -> ShotOverrides:
+    """Validate a shots table (``{"shots": [{...}, ...]}``, as TOML ``[[shots]]`` entries or ``stereoconv scenes
+    --json`` output) into :class:`ShotOverrides`. Every setting is checked as a preset's is; ConfigError names the
+    entry and the key."""
+    for key in data:
+        if key != "shots" and key not in _SCENE_LIST_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}: a shots file holds [[shots]] entries")
+    entries = data.get("shots", [])
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise ConfigError(f"{where}: 'shots' must be a list of tables ([[shots]] in TOML)")
+    rules = []
+    for n, entry in enumerate(entries):
+        at = f"{where}: shots entry {n + 1}"
+        index, times, settings = None, {}, {}
+        for key, value in entry.items():
+            if key == "index":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"{at}: index = {value!r} must be a shot number, 0 or more")
+                index = value
+            elif key in ("start", "end"):
+                times[key] = parse_time(value, f"{at}: {key}")
+            elif key in SHOT_SECTIONS:
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{at}: [{key}] must be a table of settings")
+                settings.update({f"{key}.{name}": v for name, v in value.items()})
+            elif key in _SHOT_INFO_KEYS:
+                continue  # what `scenes --json` says about the shot: informational
+            elif key in SECTIONS:
+                raise ConfigError(f"{at}: [{key}] cannot change per shot: only {', '.join(SHOT_SECTIONS)} can")
+            else:
+                raise ConfigError(f"{at}: unknown key {key!r}: allowed index, start, end, "
+                                  f"{', '.join(SHOT_SECTIONS)}")  # fmt: skip
+        if index is None and not times:
+            raise ConfigError(f"{at}: say which shots: index = N, or start/end times")
+        if index is None and "start" in times and "end" in times and times["end"] <= times["start"]:
+            raise ConfigError(f"{at}: end = {times['end']} must be after start = {times['start']}")
+        try:
+            PipelineConfig().replace(settings)  # validated as a preset's settings are
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: {exc}") from exc
+        # With an index the entry's times (as `scenes --json` writes them) only describe the shot.
+        start, end = (None, None) if index is not None else (times.get("start"), times.get("end"))
+        rules.append(ShotRule(index, start, end, tuple(settings.items())))
+    return ShotOverrides(tuple(rules), where)
+
+
+def load_shots(path: str | Path) -> ShotOverrides:
+    """Read a shots file: TOML (``[[shots]]`` entries), or JSON such as ``stereoconv scenes --json`` writes
+    (``.json``). See :func:`parse_shots`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read shots file {path}: {exc.strerror or exc}") from exc
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"shots file {path} is not valid JSON: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"shots file {path} must hold an object with a 'shots' list")
+    else:
+        data = _read_toml(text, f"shots file {path}")
+    return parse_shots(data, f"shots file {path}")

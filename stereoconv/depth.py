@@ -29,16 +29,17 @@ from .errors import ModelError
 from .models import METRIC_FLOOR, ModelSpec, Preprocessing, resolve
 
 __all__ = ["DepthEstimator", "Preprocessing", "TransformersDepthEstimator", "load_estimator", "model_fingerprint",
-           "preprocess", "select_device", "upsample_depth"]  # fmt: skip
+           "preprocess", "select_device", "to_working", "upsample_depth", "working_shape"]  # fmt: skip
 
 
 @runtime_checkable
 class DepthEstimator(Protocol):
     """Turns a batch of RGB frames into relative inverse depth maps.
 
-    ``__call__`` takes a sequence of uint8 HxWx3 RGB frames of one size and returns as many float32 HxW maps of
-    the same size, **larger = nearer**. Calls come in decode order. ``batch_size`` is how many frames the caller
-    should pass per call.
+    ``__call__`` takes a sequence of uint8 HxWx3 RGB frames of one size and returns as many float32 maps,
+    **larger = nearer**, of that size or coarser with the frame's aspect (the working resolution: the pipeline
+    smooths and plans on the maps' own grid and brings them to the frame's size only to render). Calls come in
+    decode order. ``batch_size`` is how many frames the caller should pass per call.
     """
 
     batch_size: int
@@ -110,13 +111,32 @@ def upsample_depth(raw: torch.Tensor, height: int, width: int) -> list[np.ndarra
     return list(depth[:, 0].cpu().numpy().astype(np.float32, copy=False))
 
 
+def working_shape(height: int, width: int, rows: int, cols: int) -> tuple[int, int]:
+    """The (height, width) depth is processed at for a ``height`` x ``width`` frame whose model delivers ``rows`` x
+    ``cols`` maps: the frame's aspect (square pixels) at the model's detail, the frame scaled by the larger of the
+    two ratios, never beyond the frame itself. Normalization, smoothing and planning run on this grid; the depth meets
+    the frame's resolution only where the eyes are rendered (:mod:`stereoconv.refine`). For Depth Anything V2 at its
+    518 px, a 1080p frame's depth is 520 x 924, a 4K frame's the same."""
+    scale = min(1.0, max(rows / height, cols / width))
+    return max(1, min(height, round(height * scale))), max(1, min(width, round(width * scale)))
+
+
+def to_working(raw: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
+    """Raw model output (B, rows, cols) for ``height`` x ``width`` frames -> float32 maps at :func:`working_shape`
+    (:func:`upsample_depth`). Fresh and cached depth both come this way."""
+    if raw.ndim != 3:
+        raise ValueError(f"expected raw depth of shape (B, h, w), got {tuple(raw.shape)}")
+    return upsample_depth(raw, *working_shape(height, width, raw.shape[1], raw.shape[2]))
+
+
 class TransformersDepthEstimator:
     """A transformers ``AutoModelForDepthEstimation`` model run in batches, with fp16 autocast on CUDA.
 
     Frames go to the device as uint8 (pinned host memory, non-blocking copy on CUDA), are preprocessed there, and
-    the predicted depth is resized back to the frame size with bilinear interpolation. Output: relative inverse
-    depth, float32 HxW, larger = nearer. ``__call__`` is :meth:`predict` (the model's own output, at model
-    resolution) then :meth:`to_frames` (the resize); the depth cache stores the former and replays the latter.
+    the predicted depth is resized with bilinear interpolation to the working resolution (:func:`working_shape`:
+    the frame's aspect at about the model's own size, never beyond the frame). Output: relative inverse depth, float32
+    maps, larger = nearer. ``__call__`` is :meth:`predict` (the model's own output, at model resolution) then
+    :meth:`to_frames` (the resize); the depth cache stores the former and replays the latter.
     ``metric``: the model outputs distance (larger = farther), turned into ``1 / max(depth, METRIC_FLOOR)``.
     ``spec``: what :func:`~stereoconv.models.resolve` decided for the model; ``notes``: what was assumed in doing
     so, for the user.
@@ -174,8 +194,9 @@ class TransformersDepthEstimator:
 
     @staticmethod
     def to_frames(raw: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
-        """Raw output of :meth:`predict` -> float32 HxW maps at the frame size (:func:`upsample_depth`)."""
-        return upsample_depth(raw, height, width)
+        """Raw output of :meth:`predict` for ``height`` x ``width`` frames -> float32 maps at the working
+        resolution (:func:`to_working`)."""
+        return to_working(raw, height, width)
 
     @torch.inference_mode()
     def __call__(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:

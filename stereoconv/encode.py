@@ -32,11 +32,12 @@ from av.video.reformatter import Colorspace
 from .colour import AVCOL_RANGE_MPEG, DEEP_YUV, SWS_FLAGS, is_hdr, rgb_matrix, rgb_to_deep_yuv
 from .config import ENCODERS, PIX_FMTS, OutputConfig, PipelineConfig
 from .errors import StereoconvError, UsageError, storage_error
-from .media import VideoInfo, ffmpeg_reason, open_input
+from .media import VideoInfo, ffmpeg_reason, open_input, subtitle_mode
 
 # File-name suffix of each layout, for outputs named after their input.
 LAYOUT_SUFFIX = {"half-sbs": "hsbs", "full-sbs": "fsbs", "half-tb": "htb", "full-tb": "ftb", "anaglyph": "anaglyph"}
 _KEPT_EXTENSIONS = (".mp4", ".mkv", ".mov")
+OUTPUT_EXTENSIONS = _KEPT_EXTENSIONS  # the containers an output may be: what the CLI help promises
 
 
 def output_name(input_path: str | Path, layout: str) -> str:
@@ -68,6 +69,10 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None, 
         raise UsageError(f"output would overwrite the input: {out}")
     if not out.suffix:
         raise UsageError(f"output needs a file extension that names its container (.mp4, .mkv, .mov): {out}")
+    if out.suffix.lower() not in OUTPUT_EXTENSIONS:
+        # FFmpeg has muxers for more (.avi, .webm, .ts, ...), but not all of them take what is written here: AVI
+        # cannot hold these timestamps and its header would claim a frame count of its own.
+        raise UsageError(f"unsupported output container {out.suffix!r}: use .mp4, .mkv or .mov")
     try:
         av.format.ContainerFormat(format_name(out), "w")
     except (ValueError, av.error.FFmpegError) as exc:
@@ -209,6 +214,9 @@ def tag_stereo_layout(
     keeps_aspect = config.format == "anaglyph" or sample_aspect_ratio == 1
     if keeps_aspect and (muxer == "matroska" or (muxer == "webm" and mode in _WEBM_STEREO_MODES)):
         stream.metadata["stereo_mode"] = mode
+    # The one video track is the one to play: MKV writes a track's FlagDefault from its disposition, and a stream
+    # made from nothing (or from a chunk's template) has none, so players would see "not default".
+    stream.disposition = av.stream.Disposition.default
     if config.codec.startswith("libx264") and config.format in _X264_FRAME_PACKING:
         options["x264-params"] = f"frame-packing={_X264_FRAME_PACKING[config.format]}"
 
@@ -280,6 +288,9 @@ def conversion_notes(info: VideoInfo, config: PipelineConfig, output: Path) -> l
     if info.interlaced:
         how = "deinterlaced with bwdif" if config.media.deinterlace else "use --deinterlace for a cleaner result"
         notes.append(f"input is interlaced ({info.field_order}): {how}")
+    if subtitle_mode(config.output, info) == "burn" and info.text_subtitles:
+        notes.append("text subtitles burned into both eyes, in front of what they cover (--subtitles keep copies "
+                     "them as soft subtitles instead)")  # fmt: skip
     return notes
 
 
@@ -320,7 +331,9 @@ class VideoWriter:
             # A source without audio still gets its subtitles, chapters and metadata copied (audio mode "none");
             # a video-only file (a render-farm chunk, which assembly joins with the source's streams) gets nothing.
             audio = config.audio if info.audio_streams else "none"
-            self._audio = None if video_only else AudioCopy(self._out, info.path, start, end, audio=audio)
+            subtitles = subtitle_mode(config, info) == "keep"  # burned ones are in the picture
+            self._audio = None if video_only else AudioCopy(self._out, info.path, start, end, audio=audio,
+                                                            subtitles=subtitles)  # fmt: skip
         except BaseException:
             self._out.close()
             raise
@@ -444,7 +457,8 @@ _MUXER_METADATA = ("encoder", "major_brand", "minor_version", "compatible_brands
 class AudioCopy:
     """What of the source besides its video goes into an output container: every audio stream (``audio``: "copy"
     keeps the codec where the container can hold it, else re-encodes to AAC; "aac" re-encodes every one; "none"
-    drops them), every subtitle stream the container can hold (copied; the others are dropped with a note),
+    drops them), every subtitle stream the container can hold (copied; the others are dropped with a note; none
+    with ``subtitles`` False: burned into the picture or dropped, see :func:`~stereoconv.media.subtitle_mode`),
     chapters (shifted by ``start``; those outside [start, end) dropped, the others clipped to it) and the global
     metadata (title etc.). Streams keep their language and title tags and their disposition (default, forced, ...).
 
@@ -459,6 +473,7 @@ class AudioCopy:
         end: float | None,
         *,
         audio: str = "copy",
+        subtitles: bool = True,
     ) -> None:
         self._out = out
         self._src = open_input(source)
@@ -467,7 +482,7 @@ class AudioCopy:
         self._pending: av.Packet | None = None
         self.notes: list[str] = []
         try:
-            self._add_streams(audio)
+            self._add_streams(audio, subtitles)
             self._copy_chapters()
             for key, value in self._src.metadata.items():
                 if key.lower() not in _MUXER_METADATA:
@@ -481,7 +496,7 @@ class AudioCopy:
                 self._src.seek(round(start * av.time_base), backward=True)
         self._packets = self._src.demux(*copied) if copied else iter(())
 
-    def _add_streams(self, audio: str) -> None:
+    def _add_streams(self, audio: str, subtitles: bool = True) -> None:
         out, muxer = self._out, self._out.format.name
         supported = out.supported_codecs
         for stream in self._src.streams.audio:
@@ -500,7 +515,7 @@ class AudioCopy:
             self._map[stream.index] = (ostream, copy)
         if audio == "none" and self._src.streams.audio:
             self.notes.append(f"{len(self._src.streams.audio)} audio stream(s) dropped (audio = none)")
-        for stream in self._src.streams.subtitles:
+        for stream in self._src.streams.subtitles if subtitles else ():
             codec = stream.codec_context.name
             if codec not in supported:
                 self.notes.append(f"{_describe(stream)} dropped: {muxer} cannot hold {codec} subtitles "

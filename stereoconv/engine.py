@@ -16,10 +16,11 @@ drivers' (:mod:`~stereoconv.single_pass`, :mod:`~stereoconv.preview`, :mod:`~ste
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,14 @@ import torch
 from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig
 from .depth import DepthEstimator, load_estimator
-from .dibr import synthesize_view, torch_synthesizer
+from .device_render import render_eyes, render_packed
+from .dibr import synthesize_view
 from .errors import StereoconvError, UsageError
 from .media import DecodeLosses, Frame, VideoInfo, decode
-from .packing import pack
-from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_views
+from .packing import eye_size, pack
+from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_plan
 from .scenes import CutDetector, make_detector
+from .subtitles import Caption, CaptionTrack, open_captions
 from .temporal import TemporalSmoother
 
 T = TypeVar("T")
@@ -150,7 +153,8 @@ def with_depth(
 class StereoFrame:
     """One frame through every stage before encoding.
 
-    ``depth``: normalized, smoothed depth (float32 HxW in [0, 1], larger = nearer). ``plan``: the disparity,
+    ``depth``: normalized, smoothed depth (float32 in [0, 1], larger = nearer) at the working resolution (the
+    frame's aspect at about the model's own size; the frame's size at most). ``plan``: the disparity,
     convergence and floating window the views were rendered from. ``packed``: the frame in the output layout, rendered
     from ``frame.source`` (uint8, or uint16 from a deep source's ``picture``)
     (None for a frame of the pre-roll, which is not rendered).
@@ -171,37 +175,88 @@ def _closing(items: Iterable[object]) -> None:
 
 
 def plan_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray]], config: PipelineConfig, estimator: DepthEstimator | None = None
-) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan]]:
-    """Temporal smoothing and the stereo plan (convergence, disparity, refined edges, window): the stateful steps, in
-    frame order. ``estimator``: the one the depth came from, which says how much its maps were upsampled."""
-    smoother = TemporalSmoother(config.temporal)
-    renderer = StereoRenderer(config.stereo, depth_shape=depth_shape(estimator))
+    items: Iterable[tuple[Frame, bool, np.ndarray]],
+    config: PipelineConfig,
+    estimator: DepthEstimator | None = None,
+    *,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
+    captions: CaptionTrack | None = None,
+) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]]:
+    """Temporal smoothing and the stereo plan (convergence, disparity, window): the stateful steps, in frame order,
+    on the depth's own grid (the working resolution). ``estimator``: the one the depth came from, which says the
+    size of its model's maps (how far the refinement at rendering looks).
+
+    ``shots``: settings for some shots (by index, counted from ``first_shot`` for the first frame here, plus one at
+    every cut after it), whose ``temporal`` and ``stereo`` sections replace ``config``'s for that shot's frames. Every
+    state resets at a cut anyway, so a shot's own smoother and renderer start there afresh; the other shots run
+    exactly as without ``shots``. ``captions``: subtitle cues to place on the frames (the last item of each tuple)."""
+    shape = depth_shape(estimator)
+
+    def stages(cfg: PipelineConfig) -> tuple[TemporalSmoother, StereoRenderer]:
+        return TemporalSmoother(cfg.temporal), StereoRenderer(cfg.stereo, depth_shape=shape)
+
+    default = stages(config)
+    smoother, renderer = default
+    shot, first = first_shot, True
     try:
         for frame, is_cut, raw_depth in items:
+            if is_cut and not first:
+                shot += 1
+            if shots and (is_cut or first):
+                smoother, renderer = stages(shots[shot]) if shot in shots else default
+            first = False
             depth = smoother(raw_depth, frame.rgb, cut=is_cut)
-            yield frame, is_cut, depth, renderer.plan(depth, cut=is_cut, image=frame.rgb)
+            size = frame.rgb.shape[:2]
+            plan = renderer.plan(depth, cut=is_cut, frame=size)
+            caption = None
+            if captions is not None:  # placed over the disparity at the frame's size, only while a cue is shown
+                shown = captions.active(frame.time)
+                disparity = plan.at(*size) if shown else np.broadcast_to(np.float32(0.0), size)
+                caption = captions(frame.time, disparity, renderer.config.max_negative_parallax)
+            yield frame, is_cut, depth, plan, caption
     finally:
         _closing(items)
 
 
 def render_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan]],
+    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]],
     layout: str,
-    synthesize: Synthesizer = synthesize_view,
+    synthesize: Synthesizer | torch.device = synthesize_view,
     workers: int = 1,
     wanted: Callable[[Frame], bool] | None = None,
+    packed_size: bool = False,
 ) -> Iterator[StereoFrame]:
     """Both eyes and the packed frame for each planned frame (only for frames ``wanted`` accepts, if given; the
-    others come through with ``packed=None``). Rendering needs no state, so ``workers`` threads render different
-    frames at once; results come out in frame order, whatever finishes first."""
+    others come through with ``packed=None``). Each eye's disparity is brought from the plan's grid to the size the
+    eye is rendered at and its depth edges refined there: the frame's size, or with ``packed_size`` the size it is
+    packed at (half layouts: half the width or height; ``output.render_size``). ``synthesize``: renders one eye on
+    the CPU, or a torch device where the whole stage runs (:mod:`stereoconv.device_render`: the frame goes up once,
+    the packed frame comes down). Rendering needs no state, so ``workers`` threads render different frames at once;
+    results come out in frame order, whatever finishes first."""
 
-    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan]) -> StereoFrame:
-        frame, is_cut, depth, plan = item
+    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]) -> StereoFrame:
+        frame, is_cut, depth, plan, caption = item
         if wanted is not None and not wanted(frame):
             return StereoFrame(frame, is_cut, depth, plan, None)
-        left, right = render_views(frame.source, plan.disparity, plan.window, synthesize)
-        return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout))
+        size = None
+        frame_size = (frame.rgb.shape[1], frame.rgb.shape[0])
+        if packed_size:
+            width, height = eye_size(*frame_size, layout)  # type: ignore[arg-type]
+            size = (height, width)
+        if isinstance(synthesize, torch.device):
+            if caption is None:
+                packed = render_packed(frame.source, frame.rgb, plan, layout, synthesize, packed_size)  # type: ignore[arg-type]
+                return StereoFrame(frame, is_cut, depth, plan, packed)
+            left, right = render_eyes(frame.source, frame.rgb, plan, synthesize, size)  # a cue is drawn on the host
+        else:
+            left, right = render_plan(frame.source, plan, size, frame.rgb, synthesize)
+        if caption is not None:  # into each eye before packing, shifted by its disparity
+            if size is not None:
+                caption = caption.resized(frame.rgb.shape[:2], size)
+            caption.draw(left, +1)
+            caption.draw(right, -1)
+        return StereoFrame(frame, is_cut, depth, plan, pack(left, right, layout, frame_size))  # type: ignore[arg-type]
 
     if workers <= 1:
         try:
@@ -232,14 +287,28 @@ def depth_shape(estimator: DepthEstimator | None) -> Callable[[int, int], tuple[
     return prep.input_shape if prep is not None else None
 
 
-def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer:
-    """numpy view synthesis, or the torch path on the model's device (``runtime.renderer``; auto: torch on CUDA)."""
+def render_workers(setting: int, on_cpu: bool, cores: int | None = None) -> int:
+    """The render threads for ``runtime.render_workers`` (0: sized to the machine): the CPU renderer's compiled passes
+    release the GIL, so half the cores (at least 2, at most 8) keep them busy next to decoding, the model and the
+    encoder; a GPU renders a frame in one go, and 2 threads keep it fed."""
+    if setting > 0:
+        return setting
+    if not on_cpu:
+        return 2
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                             else os.cpu_count() or 2)  # fmt: skip
+    return max(2, min(8, cores // 2))
+
+
+def choose_synthesizer(config: PipelineConfig, estimator: DepthEstimator) -> Synthesizer | torch.device:
+    """The CPU renderer (the compiled :func:`~stereoconv.dibr.synthesize_view`), or the model's device, where the
+    render stage then runs whole (``runtime.renderer``: numpy, torch, or auto: the device on CUDA)."""
     choice = config.runtime.renderer
     device = getattr(estimator, "device", None)
     on_cuda = isinstance(device, torch.device) and device.type == "cuda"
     if choice == "numpy" or (choice == "auto" and not on_cuda):
         return synthesize_view
-    return torch_synthesizer(device if isinstance(device, torch.device) else "cpu")
+    return device if isinstance(device, torch.device) else torch.device("cpu")
 
 
 def stereo_frames(
@@ -250,6 +319,9 @@ def stereo_frames(
     render: Callable[[Frame], bool] | None = None,
     cuts: Collection[int] | None = None,
     first_index: int = 0,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
+    captions: CaptionTrack | None = None,
 ) -> Iterator[StereoFrame]:
     """Scene cuts -> depth -> temporal smoothing -> parallax and DIBR -> packing, for frames in decode order.
 
@@ -261,6 +333,8 @@ def stereo_frames(
     The stages overlap: cuts and depth run in one thread, smoothing and planning then rendering and packing in
     another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
     ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
+    ``shots``, ``first_shot``: per-shot settings (see :func:`plan_stage`). ``captions``: subtitle cues burned into
+    both eyes (:mod:`stereoconv.subtitles`).
     """
     runtime = config.runtime
     if cuts is None:
@@ -268,9 +342,11 @@ def stereo_frames(
     else:
         decided = with_given_cuts(frames, cuts, first_index)
     depth = threaded(with_depth(decided, estimator), runtime.queue_frames, name="stereoconv-depth")
-    planned = plan_stage(depth, config, estimator)
+    planned = plan_stage(depth, config, estimator, shots=shots, first_shot=first_shot, captions=captions)
     synthesize = choose_synthesizer(config, estimator)
-    rendered = render_stage(planned, config.output.format, synthesize, runtime.render_workers, render)
+    packed_size = config.output.render_size == "packed"
+    workers = render_workers(runtime.render_workers, synthesize is synthesize_view)
+    rendered = render_stage(planned, config.output.format, synthesize, workers, render, packed_size)
     return threaded(rendered, runtime.queue_frames, name="stereoconv-render-stage")
 
 
@@ -309,6 +385,8 @@ def frame_stream(
     first_index: int = 0,
     losses: DecodeLosses | None = None,
     deep: bool = False,
+    shots: Mapping[int, PipelineConfig] | None = None,
+    first_shot: int = 0,
 ) -> Iterator[Iterator[StereoFrame]]:
     """The frames of ``info`` whose times fall in ``[start, end)`` seconds through every stage, in decode order, as
     a context manager: leaving it stops and joins every stage thread, then closes the decoder.
@@ -318,9 +396,12 @@ def frame_stream(
     ``cuts``, ``first_index``: the cuts given (a plan's), as for :func:`stereo_frames`; None: detected.
     ``losses``: decode tolerantly, recording the frames lost in it (None: strictly, MediaError on any loss).
     ``deep``: frames of a deep source also carry their 16-bit ``picture``, which is what gets rendered.
+    ``shots``, ``first_shot``: settings of some shots, by index (see :func:`plan_stage`). Subtitle cues are burned in
+    when ``output.subtitles`` says so (:func:`~stereoconv.subtitles.open_captions`).
     Decoding uses ``config.media``'s threads and deinterlacing; the range is the caller's (not ``media.start``).
     """
     media = config.media
+    captions = open_captions(info, config)
     frames = threaded(decode(info, start, end, media.decode_threads, losses, deinterlace=media.deinterlace,
                              deep=deep))  # fmt: skip
     render = (lambda frame: frame.index >= preroll) if preroll > 0 else None
@@ -329,7 +410,17 @@ def frame_stream(
     with (
         contextlib.closing(frames),
         contextlib.closing(
-            stereo_frames(frames, estimator, config, render=render, cuts=cuts, first_index=first_index)
+            stereo_frames(
+                frames,
+                estimator,
+                config,
+                render=render,
+                cuts=cuts,
+                first_index=first_index,
+                shots=shots,
+                first_shot=first_shot,
+                captions=captions,
+            )
         ) as items,
     ):
         yield items

@@ -28,6 +28,7 @@ FFmpeg's concat demuxer joins it cleanly. Its timestamps are in milliseconds; th
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import hashlib
@@ -49,7 +50,7 @@ import av
 import av.error
 
 from ._version import __version__
-from .config import PipelineConfig
+from .config import PipelineConfig, ShotOverrides, shot_configs
 from .depth import DepthEstimator, model_fingerprint
 from .encode import (
     AudioCopy,
@@ -66,9 +67,9 @@ from .encode import (
 )
 from .engine import frame_stream, open_estimator, scan
 from .errors import MediaError, StereoconvError, UsageError, storage_error
-from .media import DecodeLosses, VideoInfo, probe
+from .media import DecodeLosses, VideoInfo, probe, subtitle_mode
 from .packing import packed_size
-from .progress import expected_frames, progress_bar
+from .progress import JsonProgress, expected_frames, progress_bar
 
 JOB_FORMAT = "stereoconv-job"
 JOB_VERSION = 1
@@ -142,6 +143,13 @@ class Job:
     preroll_seconds: float
     chunks: list[Chunk]
     losses: DecodeLosses = dataclasses.field(default_factory=DecodeLosses)
+    # Per-shot settings (--shots): the file's entries as given, and what they resolved to on the plan's cuts.
+    shots: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    shot_settings: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def shot_configs(self) -> dict[int, PipelineConfig]:
+        """The settings each shot with settings of its own is rendered with."""
+        return shot_configs(self.config, self.shot_settings)
 
     @property
     def config(self) -> PipelineConfig:
@@ -163,7 +171,9 @@ class Job:
             "chunking": {"chunk_seconds": self.chunk_seconds, "preroll_seconds": self.preroll_seconds},
             "chunks": [c.to_dict() for c in self.chunks],
             "losses": self.losses.to_dict(),
-        }
+            **({"shots": {"entries": self.shots, "settings": {str(k): v for k, v in self.shot_settings.items()}}}
+               if self.shots else {}),
+        }  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------- plan
@@ -224,8 +234,10 @@ def plan(
     preroll_seconds: float = DEFAULT_PREROLL_SECONDS,
     tolerance: float = DEFAULT_TOLERANCE,
     progress: bool = False,
+    shots: ShotOverrides | None = None,
 ) -> Job:
     """Scan ``input`` for cuts, split it into chunks and write the job manifest to ``job_path`` (JSON, atomically).
+    ``shots``: per-shot settings, resolved on the cuts found and recorded in the manifest for every render.
 
     ``chunk_seconds``: target chunk length (s); a chunk ends on a cut within ``tolerance`` x that of its target.
     ``preroll_seconds``: how much of its shot a chunk that starts mid-shot decodes and smooths first.
@@ -274,6 +286,11 @@ def plan(
         fps=info.fps, time_base=tb, frames=len(pts), cuts=cuts, chunk_seconds=chunk_seconds,
         preroll_seconds=preroll_seconds, chunks=chunks, losses=losses,
     )  # fmt: skip
+    if shots is not None:
+        starts = [seconds(0) if pts else config.media.start, *(seconds(c) for c in cuts)]
+        end = seconds(len(pts) - 1) + 1 / fps if pts else None
+        resolved = shots.resolve(bounds=list(zip(starts, [*starts[1:], end], strict=True)))
+        job = dataclasses.replace(job, shots=shots.to_dict()["shots"], shot_settings=resolved)
     _write_json_atomic(job_file, job.to_dict())
     return job
 
@@ -316,7 +333,10 @@ def load_job(path: str | Path, *, check_input: bool = True) -> Job:
             chunk_seconds=float(chunking["chunk_seconds"]), preroll_seconds=float(chunking["preroll_seconds"]),
             # None in manifests from before losses were recorded: planning decoded strictly then, so none were
             chunks=chunks, losses=DecodeLosses.from_dict(data.get("losses")),
+            shots=list(data.get("shots", {}).get("entries", [])),
+            shot_settings={int(k): dict(v) for k, v in data.get("shots", {}).get("settings", {}).items()},
         )  # fmt: skip
+        job.shot_configs()  # validates the per-shot settings
         job.config  # noqa: B018 - validates the settings
     except StereoconvError as exc:
         raise UsageError(f"{path}: invalid settings in the job manifest: {exc}") from exc
@@ -376,6 +396,8 @@ def settings_hash(job: Job, chunk: Chunk) -> str:
     settings["depth"] = {k: v for k, v in settings["depth"].items() if k not in ("model", "device")}
     key = {"input": job.input_fingerprint, "model": job.model_fingerprint or job.model, "settings": settings,
            "chunk": chunk.to_dict(), "cuts": job.cuts, "sidecar": SIDECAR_VERSION}  # fmt: skip
+    if job.shot_settings:  # only then: chunks of plans made before per-shot settings stay valid
+        key["shots"] = {str(k): v for k, v in job.shot_settings.items()}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -527,6 +549,9 @@ def render_chunk(
                 first_index=chunk.decode_first,
                 losses=losses,
                 deep=deep,
+                shots=job.shot_configs(),
+                # The shot the chunk's first decoded frame is in: the cuts up to it (cuts are never frame 0).
+                first_shot=bisect.bisect_right(job.cuts, chunk.decode_first),
             ) as items,
         ):
             for item in items:
@@ -586,27 +611,6 @@ def _staged(path: Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         os.close(held)
-
-
-class JsonProgress:
-    """One JSON line on stdout every ``every`` frames and at each chunk's end: frames done, total, fps, chunk."""
-
-    def __init__(self, total: int, every: int = 24, stream: Any = None) -> None:
-        self.total, self.every = total, max(1, every)
-        self.done = 0
-        self._stream = stream
-        self._started = time.perf_counter()
-
-    def emit(self, chunk: int, event: str = "progress") -> None:
-        elapsed = time.perf_counter() - self._started
-        line = {"event": event, "chunk": chunk, "frames_done": self.done, "frames_total": self.total,
-                "fps": round(self.done / elapsed, 3) if elapsed > 0 else 0.0}  # fmt: skip
-        print(json.dumps(line), file=self._stream, flush=True)
-
-    def frame(self, chunk: int) -> None:
-        self.done += 1
-        if self.done % self.every == 0:
-            self.emit(chunk)
 
 
 def render(
@@ -743,7 +747,8 @@ def _remux(job: Job, work: Path, out: av.container.OutputContainer, info: VideoI
                     tag_stereo_layout(stream, out.format.name, config.output, {}, info.sample_aspect_ratio)
                     # As VideoWriter: a source without audio still gets its subtitles, chapters and metadata.
                     audio = AudioCopy(out, info.path, start, end,
-                                      audio=config.output.audio if info.audio_streams else "none")  # fmt: skip
+                                      audio=config.output.audio if info.audio_streams else "none",
+                                      subtitles=subtitle_mode(config.output, info) == "keep")  # fmt: skip
                     extradata = vin.codec_context.extradata
                 elif vin.codec_context.extradata != extradata:
                     raise MediaError(f"chunk {chunk.index} was encoded with other encoder settings than chunk 0 "

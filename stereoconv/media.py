@@ -24,6 +24,7 @@ import numpy as np
 from av.video.reformatter import Colorspace
 
 from .colour import SWS_FLAGS, Hdr10Metadata, deep_yuv_to_rgb, is_hdr, rgb_matrix, tone_map_to_sdr
+from .config import OutputConfig
 from .errors import MediaError, storage_error
 
 # Errors opening an input that say nothing about the file (a missing or unreadable input stays a MediaError, exit 3).
@@ -58,6 +59,8 @@ class VideoInfo:
     field_order: str = "progressive"  # "top field first", "bottom field first", or "progressive"
     hdr10: Hdr10Metadata | None = None  # HDR10 static metadata of the first frame, if any
     constant_rate: bool = False  # the stream's average frame rate is its base rate: timestamps should not jump
+    # Text subtitle streams (SRT, ASS, ...): (container stream index, codec, marked default), in file order.
+    text_subtitles: tuple[tuple[int, str, bool], ...] = ()
 
     @property
     def display_aspect_ratio(self) -> float:
@@ -164,7 +167,26 @@ def probe(path: str | Path) -> VideoInfo:
             audio_streams=len(container.streams.audio),
             interlaced=field_order != "progressive", field_order=field_order, hdr10=Hdr10Metadata.from_frame(first),
             constant_rate=bool(stream.average_rate) and stream.average_rate == stream.base_rate,
+            text_subtitles=tuple((s.index, s.codec_context.name, bool(s.disposition & av.stream.Disposition.default))
+                                 for s in container.streams.subtitles
+                                 if s.codec_context.name in TEXT_SUBTITLE_CODECS),
         )  # fmt: skip
+
+
+# Subtitle codecs whose cues are text (drawn by stereoconv.subtitles), not pictures (DVD/Blu-ray bitmaps).
+TEXT_SUBTITLE_CODECS = frozenset({"subrip", "srt", "ass", "ssa", "mov_text", "webvtt", "text"})
+# Layouts a player cannot draw soft subtitles on correctly: it draws them once over the packed frame, across both eyes.
+_PACKED_LAYOUTS = ("half-sbs", "full-sbs", "half-tb", "full-tb")
+
+
+def subtitle_mode(output: OutputConfig, info: VideoInfo) -> str:
+    """What becomes of ``info``'s subtitles for ``output.subtitles``: "burn" (a text stream drawn into both eyes,
+    see :mod:`stereoconv.subtitles`), "keep" (every stream copied as soft subtitles) or "none". "auto" burns for a
+    side-by-side or top-bottom layout when there is a text stream, and keeps otherwise."""
+    mode = output.subtitles
+    if mode == "auto":
+        return "burn" if info.text_subtitles and output.format in _PACKED_LAYOUTS else "keep"
+    return mode
 
 
 MIN_SIZE = (16, 16)  # smallest frame (width, height) converted: below it depth, DIBR and packing are meaningless

@@ -15,8 +15,8 @@ import numpy as np
 Layout = Literal["half-sbs", "full-sbs", "half-tb", "full-tb", "anaglyph"]
 
 # Dubois least-squares red-cyan matrices, applied to linear RGB.
-_DUBOIS_LEFT = np.array([[0.456, 0.500, 0.176], [-0.040, -0.038, -0.016], [-0.015, -0.021, -0.005]], np.float32)
-_DUBOIS_RIGHT = np.array([[-0.043, -0.088, -0.002], [0.378, 0.734, -0.018], [-0.072, -0.113, 1.226]], np.float32)
+DUBOIS_LEFT = np.array([[0.456, 0.500, 0.176], [-0.040, -0.038, -0.016], [-0.015, -0.021, -0.005]], np.float32)
+DUBOIS_RIGHT = np.array([[-0.043, -0.088, -0.002], [0.378, 0.734, -0.018], [-0.072, -0.113, 1.226]], np.float32)
 
 
 def _srgb_to_linear_lut() -> np.ndarray:
@@ -24,7 +24,7 @@ def _srgb_to_linear_lut() -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
 
 
-_TO_LINEAR = _srgb_to_linear_lut()
+TO_LINEAR = _srgb_to_linear_lut()
 
 
 def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
@@ -68,15 +68,17 @@ def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def anaglyph(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Red-cyan anaglyph (Dubois) of two uint8 HxWx3 RGB views."""
-    lin = _TO_LINEAR[left] @ _DUBOIS_LEFT.T + _TO_LINEAR[right] @ _DUBOIS_RIGHT.T
+    lin = TO_LINEAR[left] @ DUBOIS_LEFT.T + TO_LINEAR[right] @ DUBOIS_RIGHT.T
     return _linear_to_srgb(lin)
 
 
-def pack(left: np.ndarray, right: np.ndarray, layout: Layout) -> np.ndarray:
-    """Pack two uint8 HxWx3 views into one frame of :func:`packed_size`."""
+def pack(left: np.ndarray, right: np.ndarray, layout: Layout, frame: tuple[int, int] | None = None) -> np.ndarray:
+    """Pack two uint8 HxWx3 views into one frame of :func:`packed_size` for a source of ``frame`` = (width, height)
+    (None: the views' own size; views rendered at the packed eye size are then packed as they are)."""
     if left.shape != right.shape:
         raise ValueError(f"left {left.shape} and right {right.shape} views differ in shape")
-    size = eye_size(left.shape[1], left.shape[0], layout)
+    width, height = frame if frame is not None else (left.shape[1], left.shape[0])
+    size = eye_size(width, height, layout)
     left, right = _fit(left, size), _fit(right, size)
     if layout.endswith("sbs"):
         return np.hstack((left, right))

@@ -39,6 +39,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .config import StereoConfig
@@ -111,13 +112,17 @@ def parallax_scale(convergence: float, budget: ParallaxBudget) -> float:
     return min(limits)
 
 
-def depth_to_disparity(depth: np.ndarray, convergence: float, budget: ParallaxBudget) -> np.ndarray:
+def depth_to_disparity(
+    depth: np.ndarray, convergence: float, budget: ParallaxBudget, width: int | None = None
+) -> np.ndarray:
     """Per-eye disparity ``d = k * (z - c) * W / 200`` in pixels (float32 HxW, larger = nearer) for normalized depth
-    ``z`` (HxW in [0, 1], larger = nearer) with ``c = convergence`` on the screen plane; ``W`` is the frame width and
-    ``k`` is :func:`parallax_scale`. The screen parallax is ``-2 d`` pixels."""
+    ``z`` (HxW in [0, 1], larger = nearer) with ``c = convergence`` on the screen plane; ``W`` is the frame width
+    (``width``; None: the depth map's own, when it is at the frame's size) and ``k`` is :func:`parallax_scale`. The
+    screen parallax is ``-2 d`` pixels of the frame."""
     if depth.ndim != 2:
         raise ValueError(f"depth must be HxW, got shape {depth.shape}")
-    scale = np.float32(parallax_scale(convergence, budget) * depth.shape[1] / 200.0)
+    width = depth.shape[1] if width is None else width
+    scale = np.float32(parallax_scale(convergence, budget) * width / 200.0)
     out = np.subtract(depth, np.float32(convergence), dtype=np.float32)
     out *= scale
     return out
@@ -267,22 +272,25 @@ class ConvergenceTracker:
 # -------------------------------------------------------------------------------------------------- floating window
 
 
-def window_violations(disparity: np.ndarray) -> tuple[float, float]:
+def window_violations(disparity: np.ndarray, column: float = 1.0) -> tuple[float, float]:
     """How far crossed parallax reaches into each frame edge: ``(left, right)`` in pixels, 0 where it does not.
 
-    ``disparity``: per-eye disparity, float32 HxW in pixels, larger = nearer. A pixel at column ``x`` with ``d > 0``
-    (in front of the screen) is drawn at ``x - d`` in the right eye and ``x + d`` in the left one. Near the left edge
-    (``x - d < -0.5``: its centre leaves the frame) the right eye loses it while the left eye still shows it, up to
-    ``2 d`` pixels in from the edge; the brain reads the edge as in front of the point and the point as cut off by
-    something behind it, a window violation. ``left`` is the largest crossed parallax ``2 d`` among such pixels at
+    ``disparity``: per-eye disparity, float32 HxW in pixels of the frame, larger = nearer, on a grid whose columns
+    are ``column`` frame pixels wide (1: the frame's own; the plan's working grid is coarser). A pixel at column
+    ``x`` with ``d > 0`` (in front of the screen) is drawn at ``x - d`` in the right eye and ``x + d`` in the left
+    one. Near the left edge (``x - d < -0.5``: its centre leaves the frame) the right eye loses it while the left eye
+    still shows it, up to ``2 d`` pixels in from the edge; the brain reads the edge as in front of the point and the
+    point as cut off by something behind it, a window violation. ``left`` is the largest crossed parallax ``2 d``
+    among such pixels at
     the left edge, ``right`` likewise at the right edge (``x + d > W - 0.5``, lost by the left eye).
     """
     width = disparity.shape[1]
     reach = float(disparity.max()) if disparity.size else 0.0
     if not reach > 0.5:
         return 0.0, 0.0
-    strip = min(width, math.ceil(reach))  # only pixels closer to an edge than their own disparity can leave it
-    inset = np.arange(strip, dtype=np.float32) + np.float32(0.5)  # distance from a pixel centre to the edge
+    strip = min(width, math.ceil(reach / column))  # only pixels closer to an edge than their own disparity can leave
+    # The distance from each column's centre to the edge, in frame pixels.
+    inset = (np.arange(strip, dtype=np.float32) + np.float32(0.5)) * np.float32(column)
     left, right = disparity[:, :strip], disparity[:, width - strip :][:, ::-1]
     bands = []
     for edge in (left, right):
@@ -316,7 +324,8 @@ class FloatingWindow:
         self._change.reset()
         self.restarted = False
 
-    def __call__(self, disparity: np.ndarray, cut: bool = False) -> tuple[float, float]:
+    def __call__(self, disparity: np.ndarray, cut: bool = False, column: float = 1.0) -> tuple[float, float]:
+        """``disparity`` and ``column`` as for :func:`window_violations`."""
         if cut or self._shape != disparity.shape:
             self.reset()
         change = self._change(disparity)
@@ -325,7 +334,7 @@ class FloatingWindow:
             self._saved, self._bands = self._bands, None
         elif change == "back":
             self._bands = self._saved
-        now = window_violations(disparity)
+        now = window_violations(disparity, column)
         if self._bands is not None:
             s = self.smoothing
             now = (max(now[0], s * self._bands[0] + (1 - s) * now[0]),
@@ -374,14 +383,90 @@ def render_views(
 
 
 @dataclass(frozen=True)
+class EdgeRefinement:
+    """How a plan's disparity gets its depth edges back where the eyes are rendered
+    (:func:`~stereoconv.refine.refine_disparity`): ``split`` and ``thin`` as there, ``source`` the (height, width)
+    of the depth map as its model delivered it (its own grid: how far the upsampling blurred)."""
+
+    split: float
+    thin: bool
+    source: tuple[int, int]
+
+    def scale(self, height: int, width: int) -> float:
+        """How much the depth is magnified at ``height`` x ``width``: the refinement's ``scale``."""
+        return max(height / self.source[0], width / self.source[1])
+
+
+@dataclass(frozen=True)
 class StereoPlan:
-    """What one frame's two views are rendered from: the per-eye ``disparity`` (float32 HxW, pixels, larger =
-    nearer), the ``convergence`` (normalized depth on the screen plane) and the floating-window ``window`` band widths
-    in pixels (left edge of the left eye, right edge of the right eye)."""
+    """What one frame's two views are rendered from.
+
+    ``disparity``: the per-eye disparity, float32, larger = nearer, in pixels of the frame, on the grid of the depth
+    it came from (the working resolution: about the model's own, never finer than the frame); :meth:`at` brings it to
+    any size. ``frame``: the frame's (height, width). ``convergence``: the normalized depth on the screen plane.
+    ``window``: the floating-window band widths in frame pixels (left edge of the left eye, right edge of the right
+    eye). ``edges``: how depth edges are refined where the eyes are rendered (None: not refined).
+    """
 
     disparity: np.ndarray
     convergence: float
     window: tuple[float, float]
+    frame: tuple[int, int] | None = None
+    edges: EdgeRefinement | None = None
+
+    def at(self, height: int, width: int) -> np.ndarray:
+        """The disparity at ``height`` x ``width`` in that size's pixels (bilinear, values scaled with the width;
+        not refined): float32 HxW, a new array."""
+        frame_width = self.frame[1] if self.frame is not None else self.disparity.shape[1]
+        disparity = self.disparity
+        if disparity.shape != (height, width):
+            disparity = cv2.resize(disparity, (width, height), interpolation=cv2.INTER_LINEAR)
+        else:
+            disparity = disparity.copy()
+        if width != frame_width:
+            disparity *= np.float32(width / frame_width)
+        return disparity
+
+    def eye_disparity(self, guide: np.ndarray | None, height: int, width: int) -> np.ndarray:
+        """The disparity the eyes are rendered from at ``height`` x ``width``: :meth:`at`, then the edges refined
+        against ``guide`` (the frame at that size, uint8 HxWx3; needed when ``edges`` is set)."""
+        disparity = self.at(height, width)
+        if self.edges is None:
+            return disparity
+        if guide is None or guide.shape[:2] != (height, width):
+            raise ValueError(f"refining edges at {height}x{width} needs the frame at that size as its guide")
+        edges = self.edges
+        return refine_disparity(guide, disparity, scale=edges.scale(height, width), split=edges.split,
+                                thin=edges.thin)  # fmt: skip
+
+
+def render_plan(
+    image: np.ndarray,
+    plan: StereoPlan,
+    size: tuple[int, int] | None = None,
+    guide: np.ndarray | None = None,
+    synthesize: Synthesizer = synthesize_view,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right views of ``image`` (uint8 HxWx3, or uint16 from a deep source) as ``plan`` says, each rendered
+    at ``size`` = (height, width) (None: the frame's): a half layout's eyes are rendered at the size they are packed
+    at, not rendered full and then squeezed. The frame (and ``guide``, the uint8 frame the edges are refined against;
+    None: ``image`` itself) are area-resampled to that size, the plan's disparity brought to it (:meth:`StereoPlan.
+    eye_disparity`), and the window bands scaled with the width."""
+    height, width = image.shape[:2]
+    eye_height, eye_width = size if size is not None else (height, width)
+    guide = image if guide is None else guide
+    if (eye_height, eye_width) != (height, width):
+        shrink = eye_height <= height and eye_width <= width
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        resized = cv2.resize(image, (eye_width, eye_height), interpolation=interpolation)
+        guide = resized if guide is image else cv2.resize(guide, (eye_width, eye_height), interpolation=interpolation)
+        image = resized
+    disparity = plan.eye_disparity(guide if plan.edges is not None else None, eye_height, eye_width)
+    frame_width = plan.frame[1] if plan.frame is not None else width
+    window = plan.window
+    if eye_width != frame_width:
+        window = (window[0] * eye_width / frame_width, window[1] * eye_width / frame_width)
+    return render_views(image, disparity, window, synthesize)
 
 
 @dataclass(frozen=True)
@@ -429,28 +514,29 @@ class StereoRenderer:
         if self.window is not None:
             self.window.reset()
 
-    def plan(self, depth: np.ndarray, cut: bool = False, image: np.ndarray | None = None) -> StereoPlan:
-        """The stateful, in-order part of the stage: convergence, disparity (edges refined) and floating window for
-        one frame. ``image``: the frame (uint8 HxWx3), needed only with ``thin_structures``. Rendering the views from
-        the plan (:func:`render_views`) needs no state, so frames can be rendered in parallel once planned in order."""
+    def plan(self, depth: np.ndarray, cut: bool = False, frame: tuple[int, int] | None = None) -> StereoPlan:
+        """The stateful, in-order part of the stage for one frame: convergence, disparity and floating window, on the
+        grid of ``depth`` (normalized, float32 HxW in [0, 1], larger = nearer), for a frame of ``frame`` = (height,
+        width) pixels (None: the depth's own size). The depth edges are refined later, where the eyes are rendered
+        (:func:`render_plan`), which needs no state: frames can be rendered in parallel once planned in order."""
         if depth.ndim != 2:
             raise ValueError(f"depth must be HxW, got shape {depth.shape}")
+        frame = tuple(depth.shape) if frame is None else (int(frame[0]), int(frame[1]))
         convergence = self.convergence(depth, cut)
-        disparity = depth_to_disparity(depth, convergence, self.budget)
+        disparity = depth_to_disparity(depth, convergence, self.budget, width=frame[1])
         cfg = self.config
+        column = frame[1] / depth.shape[1]
+        window = self.window(disparity, cut, column) if self.window is not None else (0.0, 0.0)
+        edges = None
         if cfg.refine_edges:
-            scale = 1.0
-            if self.depth_shape is not None:
-                rows, cols = self.depth_shape(*depth.shape)
-                scale = max(depth.shape[0] / rows, depth.shape[1] / cols)
-            disparity = refine_disparity(image, disparity, scale=scale, split=cfg.edge_split,
-                                         thin=cfg.thin_structures)  # fmt: skip
-        window = self.window(disparity, cut) if self.window is not None else (0.0, 0.0)
-        return StereoPlan(disparity, convergence, window)
+            source = tuple(depth.shape) if self.depth_shape is None else self.depth_shape(*frame)
+            edges = EdgeRefinement(cfg.edge_split, cfg.thin_structures, source)
+        return StereoPlan(disparity, convergence, window, frame, edges)
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, cut: bool = False) -> StereoViews:
         if image.shape[:2] != depth.shape:
             raise ValueError(f"image {image.shape} and depth {depth.shape} must be HxWx3 and HxW of one size")
-        plan = self.plan(depth, cut, image)
-        left, right = render_views(image, plan.disparity, plan.window)
-        return StereoViews(left, right, plan.disparity, plan.convergence, plan.window)
+        plan = self.plan(depth, cut, image.shape[:2])
+        disparity = plan.eye_disparity(image, *image.shape[:2])
+        left, right = render_views(image, disparity, plan.window)
+        return StereoViews(left, right, disparity, plan.convergence, plan.window)

@@ -31,7 +31,8 @@ resolution:
 - ``anaglyph``: the red-cyan (Dubois) anaglyph, as ``output.format = "anaglyph"`` would encode it;
 - ``depth``: the smoothed normalized depth the views were rendered from, colour-mapped (inferno: dark = far, bright
   yellow = near), at the source size;
-- ``grid``: 2x2 at the eye size: source | depth on top, anaglyph | half side-by-side below.
+- ``grid``: 2x2 at the eye size: source | depth on top, anaglyph | half side-by-side below, each under a band
+  naming it; the depth tile's band is its legend, the colour map from far to near.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig
+from .config import DEFAULT_WARMUP, PREVIEW_LAYOUTS, PipelineConfig, ShotOverrides
 from .depth import DepthEstimator
 from .encode import atomic_output, check_writable_file
 from .engine import StereoFrame, frame_stream, open_estimator, scan
 from .errors import MediaError, StereoconvError, StorageError, UsageError
 from .media import Frame, VideoInfo, probe
 from .packing import pack
+from .subtitles import Caption, text_masks
 
 PreviewLayout = Literal["sbs", "anaglyph", "depth", "grid"]
 _TIME_TOLERANCE = 1e-6  # s, as media.decode compares times
@@ -92,14 +94,20 @@ class PreviewFrame:
             return self.item.packed
         if layout == "anaglyph":
             return pack(left, right, "anaglyph")
-        if layout == "depth":
-            return colorize_depth(self.item.depth)
+        if layout == "depth":  # the depth's own grid brought to the frame's size
+            rgb = self.item.frame.rgb
+            return _fit(colorize_depth(self.item.depth), (rgb.shape[1], rgb.shape[0]))
         if layout == "grid":
             anaglyph = pack(left, right, "anaglyph")  # even width and height: the size of every tile
             tile = (anaglyph.shape[1], anaglyph.shape[0])
             source = _fit(self.item.frame.rgb, tile)
             depth = _fit(colorize_depth(self.item.depth), tile)
-            return np.vstack((np.hstack((source, depth)), np.hstack((anaglyph, pack(left, right, "half-sbs")))))
+            band = grid_band_height(tile[1])
+            labels = np.hstack((label_band("source", tile[0], band), depth_legend(tile[0], band)))
+            below = np.hstack((label_band("anaglyph (red-cyan)", tile[0], band),
+                               label_band("half side-by-side: left | right", tile[0], band)))  # fmt: skip
+            return np.vstack((labels, np.hstack((source, depth)), below,
+                              np.hstack((anaglyph, pack(left, right, "half-sbs")))))  # fmt: skip
         raise UsageError(f"unknown preview layout {layout!r}: choose one of {', '.join(PREVIEW_LAYOUTS)}")
 
 
@@ -108,6 +116,38 @@ def colorize_depth(depth: np.ndarray) -> np.ndarray:
     bright."""
     levels = np.clip(np.rint(depth * 255.0), 0, 255).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
+
+
+def grid_band_height(tile_height: int) -> int:
+    """Height of the label band above each tile of the grid: 6 % of a tile, at least 14 px, even."""
+    return max(14, round(tile_height * 0.03) * 2)
+
+
+def _write(image: np.ndarray, text: str, where: str, share: float = 1.0) -> None:
+    """Draw ``text`` (white, black outline; Pillow's font) into the band ``image`` in place, at its left, centre or
+    right, in at most ``share`` of its width."""
+    height, width = image.shape[:2]
+    fill, outline = text_masks(text, max(8, round(height * 0.7)), max(8, int(width * share) - 4))
+    h, w = fill.shape
+    x = {"left": 2, "center": (width - w) // 2, "right": width - w - 2}[where]
+    Caption(fill, outline, x, (height - h) // 2, 0).draw(image, +1)
+
+
+def label_band(text: str, width: int, height: int) -> np.ndarray:
+    """A dark band (uint8 height x width x 3) labelled ``text`` at its left: the title of a grid tile."""
+    band = np.full((height, width, 3), 40, np.uint8)
+    _write(band, text, "left")
+    return band
+
+
+def depth_legend(width: int, height: int) -> np.ndarray:
+    """The depth tile's title band: the colour map from far (left) to near (right) as a bar, labelled."""
+    ramp = np.broadcast_to(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, width))
+    band = colorize_depth(np.ascontiguousarray(ramp))
+    _write(band, "far", "left", 0.3)
+    _write(band, "depth", "center", 0.3)
+    _write(band, "near", "right", 0.3)
+    return band
 
 
 def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -174,6 +214,24 @@ def _scan(info: VideoInfo, at: float, start: float, config: PipelineConfig) -> _
     raise _beyond_end(info, at, last_time)
 
 
+def _shot_settings(info: VideoInfo, at: float, config: PipelineConfig, shots: ShotOverrides) -> dict[str, object]:
+    """The settings ``shots`` gives the shot holding the frame at ``at``: its index and times from a scan for cuts
+    from ``media.start`` (as ``convert`` counts shots) to the cut after it."""
+    index, begin, finish = 0, config.media.start, None
+    first, reached = True, False  # reached: past the frame at ``at`` (the first at or after it)
+    with scan(info, config, start=config.media.start, end=config.media.end) as decided:
+        for frame, is_cut in decided:
+            if first:
+                begin, first = frame.time, False
+            elif is_cut and reached:
+                finish = frame.time
+                break
+            elif is_cut:
+                index, begin = index + 1, frame.time
+            reached = reached or frame.time >= at - _TIME_TOLERANCE
+    return shots.for_shot(index, begin, finish)
+
+
 def preview_frame(
     input: str | os.PathLike[str],
     at: float,
@@ -182,6 +240,7 @@ def preview_frame(
     estimator: DepthEstimator | None = None,
     depth_cache: str | os.PathLike[str] | None = None,
     warmup_seconds: float = DEFAULT_WARMUP,
+    shots: ShotOverrides | None = None,
 ) -> PreviewFrame:
     """Run the frame of ``input`` at time ``at`` (s, a time in the input) through every stage of ``convert``, with
     the stages warmed up on up to ``warmup_seconds`` of its shot before it (see the module docstring).
@@ -191,7 +250,8 @@ def preview_frame(
     directory of ``convert``'s depth cache: frames a conversion (or an earlier preview) of the same input with the same
     model already ran are read from it, and the model is loaded only if some frame is missing; the frames computed
     here are added to it. Raises :class:`~stereoconv.errors.UsageError` for a time outside the video or the
-    configured range, :class:`~stereoconv.errors.MediaError` for an unreadable input.
+    configured range, :class:`~stereoconv.errors.MediaError` for an unreadable input. ``shots``: per-shot settings,
+    as ``convert`` applies them: the frame's shot is found by scanning for cuts from ``media.start`` (decoding only).
     """
     config = (config or PipelineConfig()).replace({"output.format": "full-sbs"})
     if not warmup_seconds >= 0:
@@ -199,6 +259,8 @@ def preview_frame(
     at = float(at)
     info = probe(input)
     _check_time(at, config)
+    if shots is not None and shots.rules:
+        config = config.replace(_shot_settings(info, at, config, shots))
     start = max(config.media.start, at - warmup_seconds)
     found = _scan(info, at, start, config)  # before the model is loaded: a time beyond the end fails at once
     run_start = found.last_cut if found.last_cut is not None else start
@@ -234,6 +296,7 @@ def preview(
     estimator: DepthEstimator | None = None,
     depth_cache: str | os.PathLike[str] | None = None,
     warmup_seconds: float = DEFAULT_WARMUP,
+    shots: ShotOverrides | None = None,
 ) -> Path:
     """Render the frame of ``input`` at ``at`` seconds as ``convert`` would (:func:`preview_frame`) and write it to
     the PNG ``output`` in ``layout`` (``sbs``, ``anaglyph``, ``depth`` or ``grid``; see the module docstring).
@@ -244,7 +307,7 @@ def preview(
     _check_layout(layout)
     out = check_png_path(output)
     frame = preview_frame(input, at, config, estimator=estimator, depth_cache=depth_cache,
-                          warmup_seconds=warmup_seconds)  # fmt: skip
+                          warmup_seconds=warmup_seconds, shots=shots)  # fmt: skip
     return write_png(out, frame.image(layout))
 
 

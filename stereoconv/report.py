@@ -260,6 +260,8 @@ class ShotReport:
         self.losses: DecodeLosses | None = None
         self.notes: list[str] = []
         self.warnings: list[str] = []
+        # Shots converted with settings of their own (a shots file): {shot index: dotted settings}.
+        self.shot_settings: dict[int, dict[str, Any]] = {}
         self._rng = np.random.default_rng(_SEED)
         self._shots: list[ShotStats] = []
         self._shot: _Accumulator | None = None
@@ -288,9 +290,11 @@ class ShotReport:
 
     def add_frame(self, item: Any) -> None:
         """:meth:`add` for a :class:`~stereoconv.engine.StereoFrame` (``convert(..., on_frame=report.add_frame)``):
-        its frame, cut flag, the disparity and window of its ``plan``, and its ``holes`` if it has them."""
+        its frame, cut flag, the disparity (at the frame's size, edges not refined) and window of its ``plan``, and
+        its ``holes`` if it has them."""
         frame, plan = item.frame, item.plan
-        self.add(frame.index, frame.time, item.is_cut, frame.rgb, plan.disparity, window=plan.window,
+        disparity = plan.at(*frame.rgb.shape[:2])
+        self.add(frame.index, frame.time, item.is_cut, frame.rgb, disparity, window=plan.window,
                  holes=getattr(item, "holes", None))  # fmt: skip
 
     def add(
@@ -404,6 +408,8 @@ class ShotReport:
             "notes": list(self.notes),
             # what went wrong around the conversion without stopping it (a depth cache that could not store...)
             "warnings": list(self.warnings),
+            # shots converted with settings of their own (--shots): shot index -> the settings that differ
+            "shot_settings": {str(k): dict(v) for k, v in sorted(self.shot_settings.items())},
         }
         if per_frame:
             out["per_frame"] = {

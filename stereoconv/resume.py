@@ -25,7 +25,7 @@ try:
 except ImportError:  # not POSIX: work directories are not locked
     fcntl = None  # type: ignore[assignment]
 
-from .config import PipelineConfig
+from .config import PipelineConfig, ShotOverrides
 from .depth import DepthEstimator, model_fingerprint
 from .encode import check_output_path, output_pix_fmt
 from .engine import open_estimator
@@ -45,7 +45,7 @@ from .farm import (
     settings_differ,
 )
 from .media import VideoInfo, probe
-from .progress import progress_bar
+from .progress import JsonProgress, progress_bar
 from .single_pass import ConvertResult
 
 WORK_MANIFEST = "job.json"
@@ -115,10 +115,14 @@ def _work_dir_lock(work: Path) -> Iterator[None]:
             os.close(fd)
 
 
-def _plan_mismatch(job: Job, input: Path, config: PipelineConfig, chunk_seconds: float) -> str | None:
+def _plan_mismatch(
+    job: Job, input: Path, config: PipelineConfig, chunk_seconds: float, shots: ShotOverrides | None = None
+) -> str | None:
     """Why the plan in a work directory is not the one this conversion would make, or None if it is."""
     if fingerprint_input(input) != job.input_fingerprint:
         return f"another input ({job.input})"
+    if job.shots != (shots.to_dict()["shots"] if shots is not None else []):
+        return "other per-shot settings (--shots)"
     differ = settings_differ(job, config)
     if differ:
         return f"other settings ({', '.join(differ)})"
@@ -140,7 +144,12 @@ def _plan_mismatch(job: Job, input: Path, config: PipelineConfig, chunk_seconds:
 
 
 def _work_dir_job(
-    info: VideoInfo, config: PipelineConfig, work: Path, chunk_seconds: float, progress: bool
+    info: VideoInfo,
+    config: PipelineConfig,
+    work: Path,
+    chunk_seconds: float,
+    progress: bool,
+    shots: ShotOverrides | None = None,
 ) -> tuple[Job, bool]:
     """The job of ``work``: its plan when that is this conversion's (True), else a new plan if ``work`` is empty or
     absent (False). A work directory holding anything else is refused: chunks of two conversions never mix."""
@@ -151,7 +160,7 @@ def _work_dir_job(
             job = load_job(manifest, check_input=False)
         except UsageError as exc:
             raise UsageError(f"work directory {work} holds no usable plan ({exc}); {other}") from exc
-        why = _plan_mismatch(job, info.path, config, chunk_seconds)
+        why = _plan_mismatch(job, info.path, config, chunk_seconds, shots)
         if why is not None:
             raise UsageError(f"work directory {work} holds the plan of a conversion with {why}; {other}")
         return dataclasses.replace(job, input=info.path.resolve()), True
@@ -161,7 +170,7 @@ def _work_dir_job(
         raise UsageError(f"work directory {work} is not empty and holds no stereoconv plan; {other}")
     # Planning that fails (a damaged input with media.strict, Ctrl-C, a full disk) leaves nothing behind: the plan
     # is written atomically, and _work_dir_lock removes the directory it created.
-    return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress), False
+    return plan(info.path, manifest, config, chunk_seconds=chunk_seconds, progress=progress, shots=shots), False
 
 
 def _remove_work_dir(work: Path, job: Job) -> None:
@@ -190,6 +199,8 @@ def convert_in_work_dir(
     estimator: DepthEstimator | None = None,
     depth_cache: str | Path | None = None,
     progress: bool = False,
+    shots: ShotOverrides | None = None,
+    json_progress: JsonProgress | None = None,
 ) -> ConvertResult:
     """``convert`` as plan -> render -> assemble in ``work_dir``, resumable: see :func:`stereoconv.api.convert`.
 
@@ -223,7 +234,7 @@ def convert_in_work_dir(
         raise UsageError(f"--work-dir {work} is not a directory")
     with _work_dir_lock(work):
         return _convert_locked(info, out_path, config, work, started, chunk_seconds, run_chunks, ray_address,
-                               keep_work_dir, estimator, depth_cache, progress)  # fmt: skip
+                               keep_work_dir, estimator, depth_cache, progress, shots, json_progress)  # fmt: skip
 
 
 def _convert_locked(
@@ -239,10 +250,12 @@ def _convert_locked(
     estimator: DepthEstimator | None,
     depth_cache: str | Path | None,
     progress: bool,
+    shots: ShotOverrides | None,
+    json_progress: JsonProgress | None,
 ) -> ConvertResult:
     """The rest of :func:`convert_in_work_dir`, with ``work`` held by this conversion."""
     say = _status_line if progress else (lambda line: None)
-    job, reused = _work_dir_job(info, config, work, chunk_seconds, progress)
+    job, reused = _work_dir_job(info, config, work, chunk_seconds, progress, shots)
     chunks = job.default_work_dir
     try:
         chunks.mkdir(exist_ok=True)
@@ -255,6 +268,9 @@ def _convert_locked(
     else:
         note = f"planned {len(job.chunks)} chunks"
     say(f"{note} (work directory {work})")
+    if json_progress is not None:
+        json_progress.start(job.frames, input=str(info.path), output=str(out_path))
+        json_progress.done = sum(c.frames for c in job.chunks if c.index not in pending)
     cache = None
     try:
         if run_chunks is not None:
@@ -266,7 +282,15 @@ def _convert_locked(
             todo = sum(rendering.chunks[k].frames for k in pending)
             with progress_bar(todo, progress, "converting") as bar:
                 for k in pending:
-                    render_chunk(rendering, rendering.chunks[k], chunks, estimator, on_frame=lambda _: bar.update())
+
+                    def tick(_: int, k: int = k) -> None:
+                        bar.update()
+                        if json_progress is not None:
+                            json_progress.frame(k)
+
+                    render_chunk(rendering, rendering.chunks[k], chunks, estimator, on_frame=tick)
+                    if json_progress is not None:
+                        json_progress.emit(k, "chunk_done")
     finally:
         if cache is not None:
             cache.close()
@@ -280,8 +304,10 @@ def _convert_locked(
     summary = cache.stats.summary() if cache is not None else None
     warnings = cache.stats.warnings() if cache is not None else []
     losses = None if config.media.strict else job.losses  # as the single pass: None when strict (nothing was lost)
+    if json_progress is not None:
+        json_progress.finish(output=str(out_path), frames=job.frames, cuts=len(job.cuts))
     return ConvertResult(out_path, job.frames, list(job.cuts), time.perf_counter() - started, summary, note,
-                         losses=losses, notes=notes, warnings=warnings)  # fmt: skip
+                         losses=losses, notes=notes, warnings=warnings, shot_settings=job.shot_settings)  # fmt: skip
 
 
 def _status_line(line: str) -> None:

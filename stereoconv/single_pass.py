@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .config import PipelineConfig
+from .config import PipelineConfig, ShotOverrides, shot_configs
 from .depth import DepthEstimator
 from .encode import VideoWriter, atomic_output, check_output_path, conversion_notes, renders_deep
 from .engine import StereoFrame, frame_stream, open_estimator, scan
 from .media import DecodeLosses, probe
 from .packing import packed_size
-from .progress import expected_frames, progress_bar
+from .progress import JsonProgress, expected_frames, progress_bar
 from .report import ShotReport, check_report_path
 
 
@@ -39,6 +40,7 @@ class ConvertResult:
     notes: list[str] = field(default_factory=list)  # what of the source was dropped or re-encoded, and why
     # what the user must hear even with --quiet: a depth cache that could not store (or read) frames, and so on
     warnings: list[str] = field(default_factory=list)
+    shot_settings: dict[int, dict[str, Any]] = field(default_factory=dict)  # shots with settings of their own
 
     @property
     def fps(self) -> float:
@@ -52,9 +54,24 @@ class SceneList:
     cuts: list[int]
     frames: int
     fps: float
+    cut_times: list[float] = field(default_factory=list)  # time (s, in the input) of each cut's frame
+    start_time: float = 0.0  # time of the first frame scanned
+    end_time: float | None = None  # time just after the last frame scanned
+
+    def bounds(self) -> list[tuple[float, float | None]]:
+        """Each shot's ``(start, end)`` in seconds of the input, in order (the last one's end: the scan's)."""
+        starts = [self.start_time, *self.cut_times]
+        return list(zip(starts, [*self.cut_times, self.end_time], strict=True))
 
     def to_dict(self) -> dict[str, object]:
-        return {"cuts": self.cuts, "frames": self.frames, "fps": round(self.fps, 6)}
+        """The cuts, and the shots between them as a shots file's entries (``--shots``, see
+        :func:`~stereoconv.config.parse_shots`): this output is a shots file that changes nothing yet."""
+        firsts = [0, *self.cuts]
+        shots = [{"index": k, "first_frame": first, "frames": last - first,
+                  "start": round(begin, 6), **({} if end is None else {"end": round(end, 6)})}
+                 for k, (first, last, (begin, end)) in enumerate(zip(firsts, [*self.cuts, self.frames],
+                                                                     self.bounds(), strict=True))]  # fmt: skip
+        return {"cuts": self.cuts, "frames": self.frames, "fps": round(self.fps, 6), "shots": shots}
 
 
 def convert(
@@ -67,6 +84,8 @@ def convert(
     report: str | Path | None = None,
     progress: bool = False,
     on_frame: Callable[[StereoFrame], None] | None = None,
+    shots: ShotOverrides | None = None,
+    json_progress: JsonProgress | None = None,
 ) -> ConvertResult:
     """Convert ``input`` to a stereo 3D video at ``output`` in a single pass: see :func:`stereoconv.api.convert`,
     which takes the same arguments (and, for a resumable run, a work directory)."""
@@ -76,7 +95,10 @@ def convert(
     out_path = check_output_path(output, input, config.output.format)
     deep = renders_deep(config.output, info, out_path)  # also checks encoder, pix_fmt and container: before the model
     report_path = check_report_path(report) if report is not None else None  # before any work, like the output
-    shots = ShotReport.for_video(info, config) if report_path is not None else None
+    shots_report = ShotReport.for_video(info, config) if report_path is not None else None
+    given_cuts, resolved = resolve_shots(input, config, shots)  # a time entry needs the cuts first: a quick scan
+    if shots_report is not None:
+        shots_report.shot_settings = resolved
     estimator, cache = open_estimator(input, config, estimator, depth_cache)
 
     media = config.media
@@ -85,6 +107,8 @@ def convert(
     losses = None if media.strict else DecodeLosses()
     size = packed_size(info.width, info.height, config.output.format)
     total = expected_frames(info, media.start, media.end)
+    if json_progress is not None:
+        json_progress.start(total, input=str(input), output=str(out_path))
     with (
         # Exits last, after every stage thread is joined: writes the cache's last, partial chunk.
         contextlib.nullcontext() if cache is None else cache,
@@ -92,7 +116,17 @@ def convert(
         progress_bar(total, progress, "converting") as bar,
         VideoWriter(tmp, info, size, config.output, start=media.start, end=media.end) as writer,
         # Closed first (a with-statement exits in reverse): the engine's threads stop before the writer finishes.
-        frame_stream(info, config, estimator, start=media.start, end=media.end, losses=losses, deep=deep) as items,
+        frame_stream(
+            info,
+            config,
+            estimator,
+            start=media.start,
+            end=media.end,
+            losses=losses,
+            deep=deep,
+            cuts=given_cuts,
+            shots=shot_configs(config, resolved),
+        ) as items,
     ):
         for item in items:
             if item.is_cut:
@@ -100,17 +134,35 @@ def convert(
             writer.write(item.packed, item.frame.pts)
             count += 1
             bar.update()
-            if shots is not None:
-                shots.add_frame(item)
+            if json_progress is not None:
+                json_progress.frame()
+            if shots_report is not None:
+                shots_report.add_frame(item)
             if on_frame is not None:
                 on_frame(item)
     summary = cache.stats.summary() if cache is not None else None
     warnings = cache.stats.warnings() if cache is not None else []
     notes = conversion_notes(info, config, out_path) + model_notes(estimator) + writer.notes
-    if shots is not None and report_path is not None:
-        shots.write(report_path, losses=losses, notes=notes, warnings=warnings)
+    if shots_report is not None and report_path is not None:
+        shots_report.write(report_path, losses=losses, notes=notes, warnings=warnings)
+    if json_progress is not None:
+        json_progress.finish(output=str(out_path), frames=count, cuts=len(cuts))
     return ConvertResult(out_path, count, cuts, time.perf_counter() - started, summary, losses=losses,
-                         notes=notes, warnings=warnings)  # fmt: skip
+                         notes=notes, warnings=warnings, shot_settings=resolved)  # fmt: skip
+
+
+def resolve_shots(
+    input: str | Path, config: PipelineConfig, shots: ShotOverrides | None
+) -> tuple[list[int] | None, dict[int, dict[str, Any]]]:
+    """The settings of each shot a shots file changes, ``{shot index: dotted settings}``, and the cuts when they had
+    to be found first (an entry selecting shots by time needs every shot's times: one scan, decoding only, with the
+    detector the conversion would use; the conversion then takes those cuts instead of detecting them again)."""
+    if shots is None:
+        return None, {}
+    if not shots.needs_times:
+        return None, shots.resolve()
+    scenes = detect_scenes(input, config)
+    return scenes.cuts, shots.resolve(bounds=scenes.bounds())
 
 
 def model_notes(estimator: DepthEstimator) -> list[str]:
@@ -127,6 +179,9 @@ def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, pr
     info = probe(input)
     media = config.media
     cuts: list[int] = []
+    cut_times: list[float] = []
+    first: float | None = None
+    last = media.start
     count = 0
     total = expected_frames(info, media.start, media.end)
     with (
@@ -135,7 +190,12 @@ def detect_scenes(input: str | Path, config: PipelineConfig | None = None, *, pr
     ):
         for frame, is_cut in decided:
             count += 1
+            first = frame.time if first is None else first
+            last = frame.time
             if is_cut:
                 cuts.append(frame.index)
+                cut_times.append(frame.time)
             bar.update()
-    return SceneList(cuts=cuts, frames=count, fps=info.fps)
+    end = last + 1.0 / info.fps if info.fps > 0 else None
+    return SceneList(cuts=cuts, frames=count, fps=info.fps, cut_times=cut_times,
+                     start_time=first if first is not None else media.start, end_time=end)  # fmt: skip

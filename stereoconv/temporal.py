@@ -72,8 +72,12 @@ def normalize(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _gray(rgb: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+def _gray(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The grey levels of ``rgb`` on the depth map's grid (``shape``; area-averaged when the depth is coarser)."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if gray.shape != shape:
+        gray = cv2.resize(gray, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return gray.astype(np.float32)
 
 
 def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
@@ -89,7 +93,11 @@ def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | 
     for _ in range(2):
         if x.size < 16 or np.ptp(x) < _EPS:
             return 1.0, 0.0
-        a, b = np.polyfit(x, y, 1)
+        # Ordinary least squares in closed form (what np.polyfit(x, y, 1) solves, without its SVD).
+        mx, my = x.mean(), y.mean()
+        dx = x - mx
+        a = float(np.dot(dx, y - my) / np.dot(dx, dx))
+        b = float(my - a * mx)
         residual = np.abs(a * x + b - y)
         inliers = residual <= 3.0 * 1.4826 * np.median(residual) + _EPS
         x, y = x[inliers], y[inliers]
@@ -110,6 +118,7 @@ class _MotionWarp:
         # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than
         # they save (measured in benchmarks/temporal.py); at 320 px wide both flows take about 6 ms per frame.
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._last: tuple[np.ndarray, np.ndarray] | None = None  # the last frame's grey and its flow-size version
 
     def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(map_x, map_y, valid)`` such that ``cv2.remap(previous, map_x, map_y)`` lines the previous frame up
@@ -118,7 +127,11 @@ class _MotionWarp:
         scale = min(1.0, _FLOW_WIDTH / width)
         size = (max(8, round(width * scale)), max(8, round(height * scale)))
         current = cv2.resize(gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
-        previous = cv2.resize(previous_gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
+        if self._last is not None and self._last[0] is previous_gray and self._last[1].shape == current.shape:
+            previous = self._last[1]  # the frame before was this call's current one: already at the flow's size
+        else:
+            previous = cv2.resize(previous_gray, size, interpolation=cv2.INTER_AREA).astype(np.uint8)
+        self._last = gray, current
         backward = self._dis.calc(current, previous, None)  # current(x) ~ previous(x + backward(x))
         forward = self._dis.calc(previous, current, None)
         grid_x, grid_y = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
@@ -139,8 +152,10 @@ class TemporalSmoother:
     """Streaming depth normalization + alignment + bilateral temporal filter, reset at cuts.
 
     Call once per frame in decode order: ``smoother(depth, rgb, cut)`` with ``depth`` float32 HxW relative inverse
-    depth (larger = nearer), ``rgb`` the uint8 HxWx3 frame (or None: no colour term, no alignment mask, no motion),
+    depth (larger = nearer), ``rgb`` the uint8 frame (or None: no colour term, no alignment mask, no motion),
     ``cut`` True on the first frame of a shot. Returns normalized depth in [0, 1], float32 HxW, larger = nearer.
+    Everything runs on the depth's grid, which may be coarser than the frame (the pipeline's working resolution,
+    about the model's own): the frame's grey levels are area-averaged to it.
 
     After each call, ``restarted`` is True when the frame started a shot without ``cut``: it disagreed with the
     running estimate almost everywhere (a missed cut; with ``rgb`` only), so nothing before it was used.
@@ -162,14 +177,17 @@ class TemporalSmoother:
     def __call__(self, depth: np.ndarray, rgb: np.ndarray | None = None, cut: bool = False) -> np.ndarray:
         if depth.ndim != 2:
             raise ValueError(f"depth must be HxW, got shape {depth.shape}")
-        if rgb is not None and rgb.shape[:2] != depth.shape:
-            raise ValueError(f"frame {rgb.shape[:2]} and depth {depth.shape} sizes differ")
+        if rgb is not None:
+            (rows, cols), (height, width) = depth.shape, rgb.shape[:2]
+            if rows > height or cols > width or abs(height * cols / width - rows) > 1 + height / width:
+                raise ValueError(f"frame {rgb.shape[:2]} and depth {depth.shape} sizes differ: the depth may be "
+                                 "coarser than the frame, with its aspect")  # fmt: skip
         cfg = self.config
         if cut or (self._prev is not None and self._prev.shape != depth.shape):
             self.reset()
         self.restarted = False
         current = normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
-        gray = _gray(rgb) if rgb is not None else None
+        gray = _gray(rgb, depth.shape) if rgb is not None else None
         out = None
         if self._saved is not None:  # within two frames of a restart: has the picture from before it come back?
             self._saved_age += 1

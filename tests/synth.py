@@ -78,8 +78,10 @@ def write_video(
     time_base: Fraction | None = None,
     audio_seconds: float | None = None,
     codec: str = "libx264rgb",
+    subtitles: Sequence[tuple[float, float, str]] = (),
 ) -> tuple[list[int], Fraction]:
     """Encode RGB frames (losslessly with the default codec) and, if ``audio_seconds``, a 440 Hz AAC tone.
+    ``subtitles``: SRT cues ``(start s, end s, text)`` in a subrip stream (needs a .mkv ``path``).
 
     Without ``pts`` frames are 1/fps apart. Returns (pts, time_base) as written.
     """
@@ -98,6 +100,9 @@ def write_video(
         if audio_seconds:
             audio = out.add_stream("aac", rate=48000)
             audio.layout = "stereo"
+        ms = Fraction(1, 1000)
+        # The subrip encoder cannot be opened without a header, so the stream is a pure mux stream of packets.
+        subs = out.add_mux_stream("subrip", time_base=ms) if subtitles else None
         for frame_rgb, p in zip(frames, pts, strict=True):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
             frame.pts, frame.time_base = int(p), time_base
@@ -105,6 +110,12 @@ def write_video(
         out.mux(video.encode(None))
         if audio is not None:
             _write_tone(out, audio, audio_seconds)
+        for begin, end, text in subtitles:
+            packet = av.Packet(text.encode())
+            packet.stream, packet.time_base = subs, ms
+            packet.pts = packet.dts = round(begin * 1000)
+            packet.duration = round((end - begin) * 1000)
+            out.mux(packet)
     return [int(p) for p in pts], time_base
 
 

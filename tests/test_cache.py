@@ -24,7 +24,7 @@ from stereoconv.cache import (
     storage_array,
 )
 from stereoconv.config import DepthConfig
-from stereoconv.depth import DepthEstimator, load_estimator, model_fingerprint, upsample_depth
+from stereoconv.depth import DepthEstimator, load_estimator, model_fingerprint, upsample_depth, working_shape
 from stereoconv.errors import MediaError, ModelError, UsageError
 from stereoconv.media import Frame, decode, probe
 
@@ -135,8 +135,9 @@ def test_a_second_run_reads_every_frame_and_never_loads_the_model(tmp_path, clip
     # every map goes through the stored float16 raw map: cached and computed runs are identical
     assert_identical(maps1, maps2)
     assert_matches_fresh(maps2, fresh(tiny_model, frames))
-    for depth, frame in zip(maps2.values(), frames, strict=True):
-        assert depth.dtype == np.float32 and depth.shape == frame.rgb.shape[:2]
+    rows, cols = load_estimator(config).prep.input_shape(*frames[0].rgb.shape[:2])
+    for depth, frame in zip(maps2.values(), frames, strict=True):  # on the working grid: the model's, coarser
+        assert depth.dtype == np.float32 and depth.shape == working_shape(*frame.rgb.shape[:2], rows, cols)
     assert len(chunk_files(tmp_path / "cache")) == 1  # 22 frames, chunks of 32
     meta = next((tmp_path / "cache").glob("*/meta.json")).read_text()
     assert str(tiny_model) in meta and '"input_size": 56' in meta

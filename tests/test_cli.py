@@ -216,7 +216,11 @@ def test_convert_with_tiny_model_via_cli(two_shot_clip, tiny_model, tmp_path, ca
 def test_scenes_json(two_shot_clip, capsys):
     code, out, _ = run_cli(capsys, "scenes", str(two_shot_clip.path), "--json")
     assert code == 0
-    assert json.loads(out) == {"cuts": two_shot_clip.cuts, "frames": len(two_shot_clip.frames), "fps": 24.0}
+    listing = json.loads(out)
+    shots = listing.pop("shots")
+    assert listing == {"cuts": two_shot_clip.cuts, "frames": len(two_shot_clip.frames), "fps": 24.0}
+    assert [(s["index"], s["first_frame"], s["frames"]) for s in shots] == [(0, 0, 12), (1, 12, 10)]
+    assert shots[1]["start"] == pytest.approx(12 / 24) and shots[0]["end"] == shots[1]["start"]
 
 
 def test_scenes_on_bad_input_exits_3(tmp_path, capsys):
@@ -285,7 +289,7 @@ def test_preview_and_report_from_the_command_line(two_shot_clip, tiny_model, tmp
                            "--layout", "grid", "--model", str(tiny_model), "--set", "depth.input_size=56")  # fmt: skip
     assert code == 0, err
     image = cv2.imread(str(png))
-    assert image is not None and image.shape[0] == 2 * 64  # 2x2 grid of 96x64 tiles
+    assert image is not None and image.shape[0] == 2 * (14 + 64)  # 2x2 grid of 96x64 tiles, each under a label
 
     report = tmp_path / "report.json"
     code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "out.mp4"), "--report",
@@ -299,3 +303,36 @@ def test_preview_and_report_from_the_command_line(two_shot_clip, tiny_model, tmp
     assert code == 2
     assert_one_line_error(err, "beyond the end")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_unsupported_output_container_is_refused_before_any_work(two_shot_clip, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(tmp_path / "out.avi"), "--model",
+                           str(tmp_path / "no-model"))  # fmt: skip
+    assert code == 2
+    assert_one_line_error(err, "unsupported output container '.avi'", ".mp4, .mkv or .mov")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_mkv_video_track_is_default_and_cuts_are_counted_in_words(two_shot_clip, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out.mkv"
+    code, _, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model),
+                           "--set", "depth.input_size=56")  # fmt: skip
+    assert code == 0, err
+    assert f"{len(two_shot_clip.frames)} frames, 1 cut, " in err[-1]
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].disposition & av.stream.Disposition.default
+
+
+def test_convert_progress_json_lines(two_shot_clip, tiny_model, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    code, stdout, err = run_cli(capsys, "convert", str(two_shot_clip.path), str(out), "--model", str(tiny_model),
+                                "--set", "depth.input_size=56", "--progress", "json",
+                                "--progress-every", "5")  # fmt: skip
+    assert code == 0, err
+    events = [json.loads(line) for line in stdout.splitlines()]
+    frames = len(two_shot_clip.frames)
+    assert [e["event"] for e in events] == ["start", *["progress"] * (frames // 5), "finish"]
+    assert all(e.keys() >= {"chunk", "frames_done", "frames_total", "fps"} for e in events)
+    assert [e["frames_done"] for e in events[1:-1]] == list(range(5, frames + 1, 5))
+    assert events[0]["frames_total"] == frames and events[0]["output"] == str(out)
+    assert events[-1]["frames_done"] == events[-1]["frames"] == frames and events[-1]["output"] == str(out)

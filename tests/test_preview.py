@@ -11,12 +11,13 @@ from stereoconv import PipelineConfig, UsageError
 from stereoconv.engine import stereo_frames
 from stereoconv.media import decode, probe
 from stereoconv.packing import pack
-from stereoconv.preview import colorize_depth, preview, preview_frame
+from stereoconv.preview import colorize_depth, grid_band_height, preview, preview_frame
 from stereoconv.temporal import depth_percentiles, normalize
 
 FPS = 24
 CUT = 12  # two_shot_clip: shots of 12 and 10 frames
-SIZES = {"sbs": (192, 64), "anaglyph": (96, 64), "depth": (96, 64), "grid": (192, 128)}
+BAND = 14  # the grid's label band above each tile (grid_band_height(64))
+SIZES = {"sbs": (192, 64), "anaglyph": (96, 64), "depth": (96, 64), "grid": (192, 128 + 2 * BAND)}
 
 
 class KeyedOracle:
@@ -69,6 +70,16 @@ def test_preview_in_the_second_shot_equals_convert_frame(two_shot_clip, referenc
         "grid": np.vstack((np.hstack((two_shot_clip.frames[index], colorize_depth(ref.depth))),
                            np.hstack((pack(left, right, "anaglyph"), pack(left, right, "half-sbs"))))),
     }[layout]  # fmt: skip
+    if layout == "grid":  # the tiles under their label bands
+        assert grid_band_height(64) == BAND
+        labels, image = image[np.r_[0:BAND, 64 + BAND : 64 + 2 * BAND]], np.delete(
+            image, np.r_[0:BAND, 64 + BAND : 64 + 2 * BAND], axis=0)  # fmt: skip
+        # Every band holds text (white glyphs); the depth tile's is its legend: the colour map, far to near.
+        for top, left_x in ((0, 0), (0, 96), (BAND, 0), (BAND, 96)):
+            assert labels[top : top + BAND, left_x : left_x + 96].max() > 200
+        ramp = colorize_depth(np.linspace(0, 1, 96, dtype=np.float32)[None])[0]
+        legend_top = labels[0, 96:]  # the bar's first row: above the words
+        np.testing.assert_array_equal(legend_top, ramp)
     np.testing.assert_array_equal(image, expected)
     assert [p.name for p in tmp_path.iterdir()] == [out.name], "temporary files left behind"
 
@@ -127,7 +138,7 @@ def test_short_warm_up_starts_mid_shot(two_shot_clip):
 def test_preview_with_a_real_depth_anything_model(two_shot_clip, tiny_model, tmp_path):
     cfg = PipelineConfig().replace({"depth.model": str(tiny_model), "depth.input_size": 56})
     out = preview(two_shot_clip.path, 0.5, tmp_path / "grid.png", cfg, layout="grid")
-    assert read_png(out).shape == (128, 192, 3)
+    assert read_png(out).shape == (128 + 2 * BAND, 192, 3)
 
 
 def test_preview_reads_the_depth_cache_without_loading_the_model(two_shot_clip, tiny_model, tmp_path, monkeypatch):
@@ -180,4 +191,4 @@ def test_odd_frame_size_grid_tiles_are_even(tmp_path):
     frame = preview_frame(clip.path, clip.times[2], estimator=oracle)
     assert frame.image("sbs").shape == (46, 134, 3)
     assert frame.image("depth").shape == (45, 67, 3)
-    assert frame.image("grid").shape == (92, 136, 3)
+    assert frame.image("grid").shape == (92 + 2 * BAND, 136, 3)  # even: the bands are too

@@ -145,13 +145,15 @@ def test_numpy_and_torch_agree_on_a_random_scene() -> None:
         )  # fmt: skip
 
 
-def test_refinement_is_part_of_the_stereo_plan_and_can_be_switched_off() -> None:
+def test_the_plan_refines_where_the_eyes_are_rendered_and_can_be_switched_off() -> None:
     image, truth = two_planes()
     depth = (soften(truth, 4, blur=0.5) - 2.0) / 10.0  # normalized: 0 far, 1 near
     wide = {"max_negative_parallax": 8.0, "max_positive_parallax": 8.0, "screen_width": 0.5}  # ~8 px of parallax
     quarter = lambda height, width: (height // 4, width // 4)  # noqa: E731  the model's map: a quarter of the frame
-    on = StereoRenderer(StereoConfig(**wide), quarter).plan(depth, image=image).disparity
-    off = StereoRenderer(StereoConfig(**wide, refine_edges=False), quarter).plan(depth, image=image).disparity
+    on = StereoRenderer(StereoConfig(**wide), quarter).plan(depth).eye_disparity(image, *depth.shape)
+    off = (
+        StereoRenderer(StereoConfig(**wide, refine_edges=False), quarter).plan(depth).eye_disparity(None, *depth.shape)
+    )
     assert (on[24, :-2] - on[24, 2:]).max() > 0.9 * (on.max() - on.min())  # a step
     assert (off[24, :-2] - off[24, 2:]).max() < 0.6 * (off.max() - off.min())  # still the ramp
     np.testing.assert_allclose(on[:, :30], off[:, :30], atol=1e-5)

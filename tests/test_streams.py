@@ -70,8 +70,10 @@ def rich_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
 
 
 def run(clip: tuple[Path, list[np.ndarray]], out: Path, **settings: object):
+    """Convert with soft subtitles kept (half-SBS would burn them in by default: see tests/test_subtitles.py)."""
     path, depths = clip
-    return convert(path, out, PipelineConfig().replace(settings), estimator=OracleEstimator(depths))
+    config = PipelineConfig().replace({"output.subtitles": "keep", **settings})
+    return convert(path, out, config, estimator=OracleEstimator(depths))
 
 
 def test_mkv_keeps_audio_tags_subtitles_chapters_and_title(rich_clip, tmp_path):
@@ -97,7 +99,8 @@ def test_mkv_keeps_audio_tags_subtitles_chapters_and_title(rich_clip, tmp_path):
 def test_start_shifts_subtitles_and_chapters_and_drops_earlier_ones(rich_clip, tmp_path):
     out = tmp_path / "cut.mkv"
     path, depths = rich_clip
-    convert(path, out, PipelineConfig().replace({"media.start": 0.5}), estimator=OracleEstimator(depths[12:]))
+    config = PipelineConfig().replace({"media.start": 0.5, "output.subtitles": "keep"})
+    convert(path, out, config, estimator=OracleEstimator(depths[12:]))
     with av.open(str(out)) as c:
         chapters = c.chapters()
         assert [ch["metadata"].get("title") for ch in chapters] == ["Two"]
@@ -135,7 +138,7 @@ def test_cli_audio_flag_and_notes(rich_clip, tmp_path, monkeypatch, capsys):
     path, depths = rich_clip
     monkeypatch.setattr(single_pass, "open_estimator", lambda *a, **k: (OracleEstimator(depths), None))
     out = tmp_path / "cli.mp4"
-    assert main(["convert", str(path), str(out), "--audio", "none"]) == 0
+    assert main(["convert", str(path), str(out), "--audio", "none", "--subtitles", "keep"]) == 0
     err = capsys.readouterr().err
     assert "subtitle stream 3" in err and "audio stream(s) dropped" in err
     with av.open(str(out)) as c:
