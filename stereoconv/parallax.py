@@ -281,8 +281,8 @@ def window_violations(disparity: np.ndarray, column: float = 1.0) -> tuple[float
     one. Near the left edge (``x - d < -0.5``: its centre leaves the frame) the right eye loses it while the left eye
     still shows it, up to ``2 d`` pixels in from the edge; the brain reads the edge as in front of the point and the
     point as cut off by something behind it, a window violation. ``left`` is the largest crossed parallax ``2 d``
-    among such pixels at
-    the left edge, ``right`` likewise at the right edge (``x + d > W - 0.5``, lost by the left eye).
+    among such pixels at the left edge, ``right`` likewise at the right edge (``x + d > W - 0.5``, lost by the left
+    eye).
     """
     width = disparity.shape[1]
     reach = float(disparity.max()) if disparity.size else 0.0
