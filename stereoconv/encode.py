@@ -104,33 +104,44 @@ def format_name(path: Path) -> str:
 
 
 @contextlib.contextmanager
+def staged_output(output: Path, what: str = "output directory") -> Iterator[Path]:
+    """Yield a new, empty temporary file beside ``output`` (:func:`new_partial`: hidden, unique, ``.partial`` in its
+    name, swept by a later write of ``output`` if this process is killed), removed on leaving unless the block renamed
+    it into place. OSErrors of the machine (a full disk, a vanished folder...) become a StorageError naming ``output``
+    rather than the temporary file; a folder that cannot take the file at all is a UsageError naming it as ``what``."""
+    directory = output.parent if str(output.parent) else Path(".")
+    try:
+        tmp, held = new_partial(output)
+    except OSError as exc:
+        raise storage_error(exc, output) or UsageError(f"cannot write to {what} {directory}: "
+                                                       f"{exc.strerror or exc}") from exc  # fmt: skip
+    try:
+        try:
+            yield tmp
+        except OSError as exc:  # one line naming the output, not its temporary file
+            named = exc.filename is None or os.fsdecode(exc.filename) == str(tmp)
+            fault = storage_error(exc, output if named else None)
+            if fault is None:
+                raise
+            raise fault from exc
+    finally:
+        with contextlib.suppress(OSError):  # its folder may be gone: the error above says so
+            tmp.unlink(missing_ok=True)
+        os.close(held)
+
+
+@contextlib.contextmanager
 def atomic_output(output: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``output``; rename it to ``output`` only if the block succeeds.
 
     On any exception, KeyboardInterrupt included, the temporary file is removed and ``output`` is untouched. The
     temporary file is created (empty) with mode 0666 less the umask, the permissions any new file gets: not 0600 as
     with ``mkstemp``, so a farm's other users can read the result. Its name keeps ``output``'s extension, so writers
-    that choose the format by extension (FFmpeg, OpenCV) still can.
+    that choose the format by extension (FFmpeg, OpenCV) still can. Errors as for :func:`staged_output`.
     """
-    directory = output.parent if str(output.parent) else Path(".")
-    try:
-        tmp, held = new_partial(output)
-    except OSError as exc:
-        raise storage_error(exc, output) or UsageError(f"cannot write to output directory {directory}: "
-                                                       f"{exc.strerror or exc}") from exc  # fmt: skip
-    try:
+    with staged_output(output) as tmp:
         yield tmp
         os.replace(tmp, output)
-    except OSError as exc:  # a full disk, a vanished folder...: one line naming the output, not its temporary file
-        named = exc.filename is None or os.fsdecode(exc.filename) == str(tmp)
-        fault = storage_error(exc, output if named else None)
-        if fault is None:
-            raise
-        raise fault from exc
-    finally:
-        with contextlib.suppress(OSError):  # its folder may be gone: the error above says so
-            tmp.unlink(missing_ok=True)
-        os.close(held)
 
 
 def new_partial(output: Path) -> tuple[Path, int]:

@@ -60,9 +60,9 @@ from .encode import (
     check_writable_file,
     conversion_notes,
     format_name,
-    new_partial,
     output_pix_fmt,
     renders_deep,
+    staged_output,
     tag_stereo_layout,
 )
 from .engine import frame_stream, open_estimator, scan
@@ -534,7 +534,7 @@ def render_chunk(
     size = packed_size(info.width, info.height, config.output.format)
     pts: list[int] = []
     seen = 0
-    with _staged(video) as tmp:
+    with staged_output(video, "chunk directory") as tmp:
         with (
             VideoWriter(tmp, info, size, config.output, start=config.media.start, video_only=True) as writer,
             # The plan's cuts, not detected again: every chunk sees exactly the cuts a single pass sees.
@@ -578,7 +578,7 @@ def render_chunk(
             "time_base": str(info.time_base), "pts": [p - start_pts for p in pts], "size": tmp.stat().st_size,
             "sha256": _file_sha256(tmp), "settings_hash": settings_hash(job, chunk), "tool_version": __version__,
         }  # fmt: skip
-        with _staged(sidecar) as tmp_sidecar:
+        with staged_output(sidecar, "chunk directory") as tmp_sidecar:
             tmp_sidecar.write_text(json.dumps(meta, indent=2) + "\n")
             with _chunk_lock(work_dir, chunk.index):
                 if _check_chunk(job, chunk, work_dir) is None:
@@ -586,31 +586,6 @@ def render_chunk(
                 os.replace(tmp, video)  # the video first: a kill between the two leaves a pair the sha256 refuses
                 os.replace(tmp_sidecar, sidecar)
     return len(pts)
-
-
-@contextlib.contextmanager
-def _staged(path: Path) -> Iterator[Path]:
-    """A new, empty temporary file beside ``path`` (:func:`~stereoconv.encode.new_partial`: hidden, unique,
-    ``.partial`` in its name, swept by a later write of ``path`` if this process is killed), removed on leaving
-    unless the block renamed it into place. OSErrors of the machine (a full disk...) become a StorageError naming
-    ``path`` rather than the temporary file."""
-    try:
-        tmp, held = new_partial(path)
-    except OSError as exc:
-        raise storage_error(exc, path) or UsageError(f"cannot write to {path.parent}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            yield tmp
-        except OSError as exc:
-            named = exc.filename is None or os.fsdecode(exc.filename) == str(tmp)
-            fault = storage_error(exc, path if named else None)
-            if fault is None:
-                raise
-            raise fault from exc
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        os.close(held)
 
 
 def render(
