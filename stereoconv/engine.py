@@ -210,10 +210,8 @@ def plan_stage(
             size = frame.rgb.shape[:2]
             plan = renderer.plan(depth, cut=is_cut, frame=size)
             caption = None
-            if captions is not None:  # placed over the disparity at the frame's size, only while a cue is shown
-                shown = captions.active(frame.time)
-                disparity = plan.at(*size) if shown else np.broadcast_to(np.float32(0.0), size)
-                caption = captions(frame.time, disparity, renderer.config.max_negative_parallax)
+            if captions is not None:  # placed over the disparity at the frame's size, brought there per cue
+                caption = captions(frame.time, size, plan.at, renderer.config.max_negative_parallax)
             yield frame, is_cut, depth, plan, caption
     finally:
         _closing(items)

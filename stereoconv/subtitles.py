@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -160,10 +161,11 @@ class Caption:
 
 
 class CaptionTrack:
-    """The in-order stage that places cues: call ``track(time, disparity)`` once per frame in decode order with the
-    frame's time (s) and its per-eye disparity map (float32 HxW, px, larger = nearer); returns the
-    :class:`Caption` to draw on that frame, or None. A cue's depth is chosen on the first frame it is shown on and
-    held while it lasts (see the module docstring)."""
+    """The in-order stage that places cues: call ``track(time, size, disparity)`` once per frame in decode order with
+    the frame's time (s), its (height, width) and a function giving its per-eye disparity map at a size (float32 HxW,
+    px, larger = nearer; asked for only when a cue is placed); returns the :class:`Caption` to draw on that frame, or
+    None. A cue's depth is chosen on the first frame it is shown on and held while it lasts (see the module
+    docstring)."""
 
     def __init__(self, cues: list[Cue], max_negative_parallax: float) -> None:
         self.cues = cues
@@ -176,20 +178,27 @@ class CaptionTrack:
         last = bisect.bisect_right(self._starts, time + 1e-6)
         return tuple(k for k in range(max(0, last - 16), last) if self.cues[k].end > time + 1e-6)
 
-    def __call__(self, time: float, disparity: np.ndarray, budget: float | None = None) -> Caption | None:
+    def __call__(
+        self,
+        time: float,
+        size: tuple[int, int],
+        disparity: Callable[[int, int], np.ndarray],
+        budget: float | None = None,
+    ) -> Caption | None:
         """``budget``: the crossed-parallax budget (% of width) of the frame's shot, if not the track's."""
         shown = self.active(time)
         if not shown:
             self._held = None
             return None
-        height, width = disparity.shape
+        height, width = size
         text = "\n".join(self.cues[k].text for k in shown)
         fill, outline = text_masks(text, max(8, round(height * _TEXT_HEIGHT)), int(width * 0.9))
         h, w = fill.shape
         x, y = (width - w) // 2, max(0, height - round(height * _BOTTOM) - h)
         if self._held is None or self._held[0] != shown:
             limit = self.max_negative_parallax if budget is None else budget
-            self._held = shown, self.place(disparity[y : y + h, max(0, x) : x + w], width, limit)
+            covered = disparity(height, width)[y : y + h, max(0, x) : x + w]
+            self._held = shown, self.place(covered, width, limit)
         return Caption(fill, outline, x, y, self._held[1])
 
     @staticmethod
