@@ -20,12 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .dibr import synthesize_view_torch
+from .dibr import PIXEL_TOP, synthesize_view_torch
 from .packing import DUBOIS_LEFT, DUBOIS_RIGHT, TO_LINEAR, Layout, eye_size
 from .parallax import StereoPlan
 from .refine import refine_disparity_torch
-
-_TOP = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 
 def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -47,14 +45,13 @@ def _resize(pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
         x = F.interpolate(x, size=(height, width), mode="area")
     else:
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-    return x[0].permute(1, 2, 0).round().clamp(0, _TOP[pixels.dtype]).to(pixels.dtype)
+    return x[0].permute(1, 2, 0).round().clamp(0, PIXEL_TOP[pixels.dtype]).to(pixels.dtype)
 
 
-def eye_disparity_torch(plan: StereoPlan, guide: torch.Tensor | None, height: int, width: int) -> torch.Tensor:
-    """:meth:`StereoPlan.eye_disparity` on ``guide``'s device (``guide``: the uint8 frame at ``height`` x ``width``,
-    needed when the plan refines edges; else the disparity goes to the CPU's default device)."""
-    device = guide.device if guide is not None else torch.device("cpu")
-    disparity = upload(plan.disparity, device)
+def eye_disparity_torch(plan: StereoPlan, guide: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:meth:`StereoPlan.eye_disparity` on ``guide``'s device: ``guide`` is the uint8 frame at ``height`` x ``width``
+    (it is read only when the plan refines edges)."""
+    disparity = upload(plan.disparity, guide.device)
     frame_width = plan.frame[1] if plan.frame is not None else plan.disparity.shape[1]
     if tuple(disparity.shape) != (height, width):
         disparity = F.interpolate(disparity[None, None], size=(height, width), mode="bilinear", align_corners=False)[
@@ -64,8 +61,6 @@ def eye_disparity_torch(plan: StereoPlan, guide: torch.Tensor | None, height: in
         disparity = disparity * (width / frame_width)
     if plan.edges is None:
         return disparity
-    if guide is None:
-        raise ValueError(f"refining edges at {height}x{width} needs the frame at that size as its guide")
     edges = plan.edges
     return refine_disparity_torch(guide, disparity, scale=edges.scale(height, width), split=edges.split,
                                   thin=edges.thin)  # fmt: skip
@@ -82,8 +77,7 @@ def render_plan_torch(
     guide = source if guide is None else guide
     resized = _resize(source, eye_height, eye_width)
     guide = resized if guide is source else _resize(guide, eye_height, eye_width)
-    disparity = eye_disparity_torch(plan, guide if plan.edges is not None else None, eye_height, eye_width)
-    disparity = disparity.to(source.device)
+    disparity = eye_disparity_torch(plan, guide, eye_height, eye_width)
     if not bool(disparity.any()):  # flat: both eyes see the source
         left, right = resized.clone(), resized.clone()
     else:

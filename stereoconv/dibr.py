@@ -527,7 +527,7 @@ def fill_disocclusions_torch(view: torch.Tensor, warped: torch.Tensor, filled: t
     return out.reshape(view.shape)
 
 
-_TOP = {torch.uint8: 255, torch.uint16: 65535}  # image dtypes rendered, and their largest value
+PIXEL_TOP = {torch.uint8: 255, torch.uint16: 65535}  # image dtypes rendered, and their largest value
 
 
 def synthesize_view_torch(image: torch.Tensor, disparity: torch.Tensor, direction: int) -> torch.Tensor:
@@ -545,7 +545,7 @@ def synthesize_view_torch(image: torch.Tensor, disparity: torch.Tensor, directio
     run to the next row's (see :func:`fill_disocclusions_torch`).
     """
     _check_direction(direction)
-    if image.dtype not in _TOP:
+    if image.dtype not in PIXEL_TOP:
         raise ValueError(f"image must be uint8 or uint16, got {image.dtype}")
     _check_layout(image, {"disparity": disparity}, "image")
     disparity = disparity.to(device=image.device, dtype=torch.float32)
@@ -553,7 +553,7 @@ def synthesize_view_torch(image: torch.Tensor, disparity: torch.Tensor, directio
     pixels = image if image.dtype == torch.uint8 else image.to(torch.int32)  # torch gathers no uint16
     view, filled = sample_view_torch(pixels, torch.where(torch.isfinite(disparity), disparity, 0.0), warped, direction)
     view = fill_disocclusions_torch(view, warped, filled)
-    return view.round().clamp(0, _TOP[image.dtype]).to(image.dtype)
+    return view.round().clamp(0, PIXEL_TOP[image.dtype]).to(image.dtype)
 
 
 def torch_synthesizer(device: torch.device | str) -> Callable[[np.ndarray, np.ndarray, int], np.ndarray]:
