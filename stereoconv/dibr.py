@@ -221,69 +221,82 @@ def _synthesize_kernel(image: np.ndarray, disparity: np.ndarray, direction: int,
     same-surface sampling and the background-side run fill; then the fill is averaged over ``_FILL_ROWS`` rows."""
     height, width, channels = image.shape
     step = np.float32(direction)
-    half = np.float32(0.5)
+    half, one = np.float32(0.5), np.float32(1.0)
     out = np.empty((height, width, channels), image.dtype)
     filled = np.zeros((height, width), np.bool_)
     fill = np.empty((height, width, channels), np.float32)  # read only where a hole was written
     zbuffer = np.empty(width + 2, np.float32)
-    target = np.empty(width, np.float32)
     values = np.empty(width, np.float32)
-    keep = np.empty(width, np.bool_)
     run = np.zeros(channels, np.float32)
     lowest, highest = np.float32(-1.0), np.float32(width)
+    holes = 0
     for y in range(height):
-        # 1. The warp: each pixel on its rounded new column, each same-surface pair as a segment; nearer wins.
+        # 1. The warp: each pixel on its rounded new column, each same-surface pair (this pixel and the one before
+        # it) as a segment; nearer wins, so the order of the splats does not matter.
         zbuffer[:] = -np.inf
+        d0 = t0 = np.float32(0.0)
+        joinable = False  # the pixel before is finite
         for x in range(width):
-            d = disparity[y, x]
-            finite = np.isfinite(d)
-            keep[x] = finite
-            values[x] = d if finite else np.float32(0.0)
-            target[x] = np.float32(x) + step * values[x]
+            d1 = disparity[y, x]
+            finite = np.isfinite(d1)
+            if not finite:
+                d1 = np.float32(0.0)
+            values[x] = d1
+            t1 = np.float32(x) + step * d1
             if finite:
-                index = int(min(max(np.floor(target[x] + half), lowest), highest)) + 1
-                if d > zbuffer[index]:
-                    zbuffer[index] = d
-        for x in range(width - 1):
-            d0, d1 = values[x], values[x + 1]
-            if not (keep[x] and keep[x + 1] and abs(d1 - d0) <= SAME_SURFACE):
-                continue
-            t0, t1 = target[x], target[x + 1]
-            high = max(t0, t1)
-            span = t1 - t0 if t1 != t0 else np.float32(1.0)
-            column = np.ceil(min(t0, t1))
-            for _ in range(3):
-                if column > high:
-                    break
-                value = d0 + (d1 - d0) * ((column - t0) / span)
-                index = int(min(max(column, lowest), highest)) + 1
-                if value > zbuffer[index]:
-                    zbuffer[index] = value
-                column += np.float32(1.0)
+                index = np.int64(min(max(np.floor(t1 + half), lowest), highest)) + 1
+                if d1 > zbuffer[index]:
+                    zbuffer[index] = d1
+                if joinable and abs(d1 - d0) <= SAME_SURFACE:
+                    high = max(t0, t1)
+                    span = t1 - t0 if t1 != t0 else one
+                    column = np.ceil(min(t0, t1))
+                    for _ in range(3):
+                        if column > high:
+                            break
+                        value = d0 + (d1 - d0) * ((column - t0) / span)
+                        index = np.int64(min(max(column, lowest), highest)) + 1
+                        if value > zbuffer[index]:
+                            zbuffer[index] = value
+                        column += one
+            d0, t0, joinable = d1, t1, finite
         # 2. Colour read back at x - direction * warped, between source pixels of the same surface only.
+        row_holes = 0
         for x in range(width):
             d = zbuffer[x + 1]
             if d == -np.inf:
+                row_holes += 1
                 continue
             filled[y, x] = True
             position = np.float32(x) - step * d
             left = np.floor(position)
             fraction = position - left
-            column = int(left)
+            column = np.int64(left)
             a = min(max(column, 0), width - 1)
             b = min(max(column + 1, 0), width - 1)
             same_a = column == a and abs(values[a] - d) <= SAME_SURFACE
             same_b = column + 1 == b and abs(values[b] - d) <= SAME_SURFACE
             if fraction != 0 and same_a and same_b:
-                for c in range(channels):
-                    low = np.float32(image[y, a, c])
-                    out[y, x, c] = np.rint(low + (np.float32(image[y, b, c]) - low) * fraction)
+                if channels == 3:  # the usual case, unrolled
+                    low0 = np.float32(image[y, a, 0])
+                    low1 = np.float32(image[y, a, 1])
+                    low2 = np.float32(image[y, a, 2])
+                    out[y, x, 0] = np.rint(low0 + (np.float32(image[y, b, 0]) - low0) * fraction)
+                    out[y, x, 1] = np.rint(low1 + (np.float32(image[y, b, 1]) - low1) * fraction)
+                    out[y, x, 2] = np.rint(low2 + (np.float32(image[y, b, 2]) - low2) * fraction)
+                else:
+                    for c in range(channels):
+                        low = np.float32(image[y, a, c])
+                        out[y, x, c] = np.rint(low + (np.float32(image[y, b, c]) - low) * fraction)
             else:
                 pick = a
                 if fraction != 0 and not same_a:
-                    pick = b if same_b else min(max(int(np.floor(position + half)), 0), width - 1)
+                    pick = b if same_b else min(max(np.int64(np.floor(position + half)), 0), width - 1)
                 for c in range(channels):
                     out[y, x, c] = image[y, pick, c]
+        holes += row_holes
+        if row_holes == 0:
+            continue
         # 3. Each run of holes: the mean of up to _FILL_TAPS pixels of the farther neighbouring surface.
         x = 0
         while x < width:
@@ -310,19 +323,23 @@ def _synthesize_kernel(image: np.ndarray, disparity: np.ndarray, direction: int,
             for column in range(start, x):
                 for c in range(channels):
                     fill[y, column, c] = run[c] / max(total, 1)
+    if holes == 0:
+        return out
     # The fills averaged down each column over the hole pixels within _FILL_ROWS rows (the border reflected), as
     # cv2.blur of both over the window and their ratio: (sum / n) / (count / n) in float32, exact for fills on whole
     # or half levels, so ties round as on the other paths.
     window = np.float32(2 * _FILL_ROWS + 1)
     sums = np.zeros(channels, np.float32)
+    rows = np.empty(2 * _FILL_ROWS + 1, np.int64)
     for y in range(height):
+        for k in range(2 * _FILL_ROWS + 1):
+            rows[k] = _reflect_101_index(y + k - _FILL_ROWS, height)
         for x in range(width):
             if filled[y, x]:
                 continue
             count = 0
             sums[:] = 0
-            for k in range(-_FILL_ROWS, _FILL_ROWS + 1):
-                row = _reflect_101_index(y + k, height)
+            for row in rows:
                 if not filled[row, x]:
                     count += 1
                     for c in range(channels):
