@@ -36,6 +36,8 @@ by themselves when a frame's map stops resembling the last one (:class:`MapChang
 from __future__ import annotations
 
 import math
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +54,9 @@ _CHANGE_BLOCKS = 256  # maps are compared as the means of about this many square
 # 1 - correlation of consecutive maps above this: another picture. Measured in benchmarks/temporal.py on smoothed
 # depth: within shots at most 0.13, across cuts at least 0.59.
 _RESTART_DECORRELATION = 0.5
+# Frames of at least this many pixels have their two eyes rendered at once, on two threads, by the compiled CPU
+# renderer (it releases the GIL); below it a thread costs more than it saves.
+_PARALLEL_EYES_PIXELS = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -371,7 +376,7 @@ def render_views(
     if not np.any(disparity):  # flat: both eyes see the source (as new arrays, never the input itself)
         left, right = image.copy(), image.copy()
     else:
-        left, right = synthesize(image, disparity, +1), synthesize(image, disparity, -1)
+        left, right = _both_eyes(image, disparity, synthesize)
     width = image.shape[1]
     # Halves round up, as the warp rounds its targets.
     band_left, band_right = (min(width, math.floor(b + 0.5)) for b in window)
@@ -380,6 +385,37 @@ def render_views(
     if band_right > 0:
         right[:, width - band_right :] = 0
     return left, right
+
+
+def _both_eyes(image: np.ndarray, disparity: np.ndarray, synthesize: Synthesizer) -> tuple[np.ndarray, np.ndarray]:
+    """``synthesize`` for direction +1 and -1. The compiled CPU renderer draws the left eye on a thread of its own
+    while this one draws the right, on a machine with a core to spare and a frame worth it: a frame's latency halves
+    (what preview and a single render worker see). A thread per call rather than a pool: nothing is left behind that
+    a forked process would inherit without its thread."""
+    if (
+        synthesize is not synthesize_view
+        or image.shape[0] * image.shape[1] < _PARALLEL_EYES_PIXELS
+        or (os.cpu_count() or 1) < 2
+    ):
+        return synthesize(image, disparity, +1), synthesize(image, disparity, -1)
+    views: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def left_eye() -> None:
+        try:
+            views[+1] = synthesize(image, disparity, +1)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=left_eye, name="stereoconv-left-eye", daemon=True)
+    thread.start()
+    try:
+        views[-1] = synthesize(image, disparity, -1)
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return views[+1], views[-1]
 
 
 @dataclass(frozen=True)

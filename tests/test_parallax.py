@@ -18,9 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from synth import OracleEstimator, make_clip
 
-from stereoconv import PipelineConfig, convert
+from stereoconv import PipelineConfig, convert, parallax
 from stereoconv.cli import main
 from stereoconv.config import StereoConfig
+from stereoconv.dibr import synthesize_view
 from stereoconv.encode import check_output_path, output_name
 from stereoconv.errors import UsageError
 from stereoconv.parallax import (
@@ -31,6 +32,7 @@ from stereoconv.parallax import (
     convergence_depth,
     depth_to_disparity,
     parallax_scale,
+    render_views,
     window_violations,
 )
 
@@ -411,3 +413,28 @@ def test_cli_convert_into_a_directory(small_clip, tiny_model, tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "small_anaglyph.mp4").is_file()
     assert f"wrote {tmp_path / 'small_anaglyph.mp4'}" in err
+
+
+def test_both_eyes_on_two_threads_are_the_eyes_rendered_one_after_the_other():
+    """A frame big enough has its eyes drawn at once on two threads: each eye is exactly the one drawn alone."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (512, 640, 3), dtype=np.uint8)
+    disparity = np.repeat(np.linspace(-6.0, 9.0, 640, dtype=np.float32)[None], 512, axis=0)
+    disparity[100:300, 200:400] += 5.5  # an object in front: holes on either side
+    assert image.shape[0] * image.shape[1] >= parallax._PARALLEL_EYES_PIXELS
+    left, right = render_views(image, disparity)
+    assert np.array_equal(left, synthesize_view(image, disparity, +1))
+    assert np.array_equal(right, synthesize_view(image, disparity, -1))
+    assert not np.array_equal(left, right)
+
+
+def test_an_error_drawing_the_left_eye_on_its_thread_reaches_the_caller(monkeypatch):
+    def broken(image, disparity, direction):
+        if direction == +1:
+            raise MemoryError("left eye")
+        return image.copy()
+
+    monkeypatch.setattr(parallax, "synthesize_view", broken)
+    image = np.zeros((512, 640, 3), np.uint8)
+    with pytest.raises(MemoryError, match="left eye"):
+        render_views(image, np.ones((512, 640), np.float32), synthesize=broken)
