@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from stereoconv.packing import anaglyph, pack, packed_size
+from stereoconv.packing import anaglyph, eye_size, pack, packed_size
 
 
 @pytest.mark.parametrize(
@@ -43,3 +44,21 @@ def test_anaglyph_sends_left_to_red_and_right_to_cyan():
 def test_mismatched_views_are_refused():
     with pytest.raises(ValueError, match="differ in shape"):
         pack(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 6, 3), np.uint8), "half-sbs")
+
+
+@pytest.mark.parametrize("layout", ["half-sbs", "half-tb"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize(("height", "width"), [(64, 96), (38, 50), (36, 2), (2, 36)])
+def test_half_layouts_squeeze_each_eye_as_opencv_area_resampling_does(layout, dtype, height, width):
+    """The half layouts halve the eyes straight into the packed frame; every pixel as cv2.resize(INTER_AREA) gives
+    it (the pair's mean, ties to even)."""
+    rng = np.random.default_rng(height * width)
+    top = np.iinfo(dtype).max
+    left, right = (rng.integers(0, top + 1, (height, width, 3), dtype=dtype) for _ in range(2))
+    left[0, :2] = [[1, 2, 3], [2, 3, 4]]  # pair sums 3, 5, 7: ties that round to 2, 2, 4
+    size = eye_size(width, height, layout)
+    squeezed = [cv2.resize(view, size, interpolation=cv2.INTER_AREA) for view in (left, right)]
+    expected = np.hstack(squeezed) if layout == "half-sbs" else np.vstack(squeezed)
+    packed = pack(left, right, layout, (width, height))
+    assert packed.dtype == dtype
+    assert np.array_equal(packed, expected)
