@@ -42,7 +42,8 @@ to the frame size); depth read from the cache instead (A's numerator does that);
 view synthesis (both eyes, with the renderer the pipeline picks); packing; encode. Nothing in the library is
 instrumented. At each of ``--stage-heights`` this is done twice: on the model's maps (random weights: noise, depth
 edges everywhere, the worst case for the refinement and the renderer) and on scene-like maps of the same size (a ramp
-and five drifting objects, :func:`scene_depth`), closer to what a trained model delivers. ``convert`` overlaps the stages in threads, so their sum is not its time per frame.
+and five drifting objects, :func:`scene_depth`), closer to what a trained model delivers. ``convert`` overlaps the
+stages in threads, so their sum is not its time per frame.
 
 Results go to stdout as tables and to ``--json`` (default benchmarks/results/throughput.json, git-ignored). Nothing
 here asserts a time: the numbers depend on the machine, and are reported with its facts. The same script runs on a
@@ -652,8 +653,9 @@ def scene_depth(raw: torch.Tensor) -> torch.Tensor:
         depth = ground.copy()
         for cx, cy, rx, ry, near, speed in objects:  # centre and radii as shares of the map, depth, px/frame
             x0 = cx * width + speed * i
-            inside = ((xs - x0) / (rx * width)) ** 2 + ((ys - cy * height) / (ry * height)) ** 2 <= 1.0
-            depth[inside] = np.maximum(depth[inside], near)
+            r2 = ((xs - x0) / (rx * width)) ** 2 + ((ys - cy * height) / (ry * height)) ** 2
+            inside = r2 <= 1.0  # rounded: nearest at the centre, 0.1 farther at the rim
+            depth[inside] = np.maximum(depth[inside], near - 0.1 * r2[inside])
         maps.append(cv2.GaussianBlur(depth, (0, 0), 1.0))
     return torch.from_numpy(np.stack(maps)).to(raw.dtype)
 
@@ -851,8 +853,8 @@ def size_table(report: dict[str, Any], key: str = "stages_by_size_ms_per_frame")
     by_size, labels = report[key], report["stage_labels"]
     sizes = list(by_size)
     rows = [["stage, ms/frame", *sizes]]
-    for key in next(iter(by_size.values())):
-        rows.append([labels[key], *(f"{by_size[size][key]:.1f}" for size in sizes)])
+    for stage in next(iter(by_size.values())):
+        rows.append([labels[stage], *(f"{by_size[size][stage]:.1f}" for size in sizes)])
     costs = size_costs(report, key)
     rows.append(["sum after the depth", *(f"{costs[size]:.1f}" for size in sizes)])
     return table(rows, [False, *([True] * len(sizes))])
