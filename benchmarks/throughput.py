@@ -641,8 +641,9 @@ def resized_frames(frames: Sequence[Frame], height: int) -> list[Frame]:
 def scene_depth(raw: torch.Tensor) -> torch.Tensor:
     """Depth maps shaped like ``raw`` (the model's, [N, h, w], on the model's grid) with the structure of a real
     scene instead of the random-weight model's noise: a floor and a back wall (a ramp, farther to the top), and five
-    objects in front of them (ellipses, each at its own depth, some overlapping) that drift across the frame, blurred
-    by a pixel of the grid as a network's edges are. Relative inverse depth, larger = nearer, like the model's."""
+    objects in front of them (rounded ellipses, each at its own depth, some overlapping) that drift across the frame,
+    blurred by a pixel of the grid as a network's edges are. Relative inverse depth, larger =
+    nearer, like the model's."""
     count, height, width = raw.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     ground = 0.1 + 0.5 * np.clip((ys / height - 0.35) / 0.65, 0.0, 1.0)
