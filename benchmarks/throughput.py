@@ -11,7 +11,9 @@ smoothing and parallax settings (``temporal.strength`` halved, ``stereo.max_posi
 read from the cache, the model is never loaded. Denominator: a plain PyAV transcode of the same frames with convert's
 own I/O code - ``media.decode`` in the pipeline's decode thread (``pipeline.threaded``) into ``encode.VideoWriter`` with
 the config's encoder settings (codec, crf, preset, pixel format) and the layout's packed frame size. Both sides are the
-median of ``--repeat`` runs.
+median of ``--repeat`` runs. The random-weight model's maps are noise, with depth edges everywhere: the hardest case for
+the refinement and the renderer. So A is also measured from a second cache holding scene-like maps of the same size
+(:func:`scene_depth`), closer to what a trained model delivers.
 
 **B** - pipeline / model alone, real-size architecture (target <= 1.1): what the pipeline adds to the model's forward
 passes. Both sides use one estimator, loaded and warmed up (one batch) before either is timed, so neither counts
@@ -390,6 +392,27 @@ def cache_stage(
         return timed(run)[1], estimator.stats
 
 
+class _GivenMaps:
+    """A stand-in for the model whose ``predict`` hands out given raw maps in order: a depth cache filled through it
+    holds those maps as if the model had made them."""
+
+    def __init__(self, maps: torch.Tensor) -> None:
+        self._maps = iter(maps)
+
+    def predict(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        return torch.stack([next(self._maps) for _ in frames])
+
+
+def fill_cache(
+    frames: Sequence[Frame], input_path: Path, cache: Path, config: PipelineConfig, maps: torch.Tensor
+) -> None:
+    """A depth cache for ``input_path`` whose entries for ``frames`` are ``maps`` (raw, one per frame, in order)."""
+    with cached_estimator(cache, input_path, config.depth, load=lambda: _GivenMaps(maps)) as estimator:
+        for i in range(0, len(frames), estimator.batch_size):
+            batch = frames[i : i + estimator.batch_size]
+            estimator([f.rgb for f in batch], keys=[f.pts for f in batch])
+
+
 def temporal_stage(
     frames: Sequence[Frame], depths: Sequence[np.ndarray], cuts: Sequence[bool], config: PipelineConfig
 ) -> tuple[list[np.ndarray], float]:
@@ -715,16 +738,22 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
     pipeline, _ = converted(lambda: convert(args.input, work / "pipeline.mp4", config, estimator=estimator))
     checked(pipeline, n, "the pipeline run")
 
-    # A and D numerator, A denominator.
-    def rerender_once(output: Path) -> Timing:
-        run, _ = converted(lambda: convert(args.input, output, rerender, depth_cache=cache))
+    # A and D numerator, A denominator; A again from a cache of scene-like maps instead of the model's noise.
+    scene_maps = scene_depth(raw)
+    scene_cache = work / "scene-depth-cache"
+    fill_cache(frames, args.input, scene_cache, config, scene_maps)
+
+    def rerender_once(output: Path, directory: Path = cache) -> Timing:
+        run, _ = converted(lambda: convert(args.input, output, rerender, depth_cache=directory))
         return checked(run, n, "the cached re-render")
 
     def transcode_once(output: Path) -> Timing:
         return checked(transcode(args.input, output, config), n, "the transcode")
 
-    repeats = alternating({"cached": rerender_once, "transcode": transcode_once}, work, args.repeat)
+    repeats = alternating({"cached": rerender_once, "transcode": transcode_once,
+                           "cached_scene": lambda out: rerender_once(out, scene_cache)}, work, args.repeat)  # fmt: skip
     cached, baseline = median_of(repeats["cached"]), median_of(repeats["transcode"])
+    cached_scene = median_of(repeats["cached_scene"])
 
     # Per-stage costs, each stage alone over the frames in memory: at the measured size, then at each stage height.
     seconds = {"decode": decode_s, "depth_model": predict_s}
@@ -733,7 +762,6 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
     seconds.update(spent)
     sizes: dict[str, dict[str, float]] = {}
     scene_sizes: dict[str, dict[str, float]] = {}
-    scene_maps = scene_depth(raw)
     for stage_height in args.stage_heights:
         at_size = resized_frames(frames, stage_height)
         size = f"{at_size[0].rgb.shape[1]}x{at_size[0].rgb.shape[0]}"
@@ -775,6 +803,7 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
             "pipeline": pipeline.to_dict(),
             "model_alone": alone.to_dict(),
             "cached": cached.to_dict(),
+            "cached_scene": cached_scene.to_dict(),
             "transcode": baseline.to_dict(),
             "encoder_alone": encoder.to_dict(),
         },
@@ -783,6 +812,7 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
         "cuts": [i for i, c in enumerate(cuts) if c],
         "ratios_speed": {
             "A": cached.seconds / baseline.seconds,
+            "A, scene-like depth": cached_scene.seconds / baseline.seconds,
             "B": pipeline.seconds / alone.seconds,
             "D": cached.seconds / fresh.seconds,
         },
@@ -793,14 +823,21 @@ def ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The four ratios with their targets."""
     measured = {**report["ratios_speed"], "C": report["memory"]["ratio"]}
     what = {
-        "A": "cached re-render (new smoothing + parallax) / PyAV transcode, time",
+        "A": "cached re-render (new smoothing + parallax) / PyAV transcode, time; the model's maps (noise)",
+        "A, scene-like depth": "the same, the cache holding scene-like maps (a ramp and drifting objects)",
         "B": "pipeline / model forward alone, real-size, time",
         "C": "peak RSS converting the long clip / the short clip",
         "D": "cached re-render / fresh real-size run, time",
     }
     return [
-        {"ratio": k, "what": what[k], "measured": measured[k], "target": TARGETS[k], "met": measured[k] <= TARGETS[k]}
-        for k in sorted(TARGETS)
+        {
+            "ratio": k,
+            "what": what[k],
+            "measured": measured[k],
+            "target": TARGETS[k[0]],
+            "met": measured[k] <= TARGETS[k[0]],
+        }
+        for k in sorted(measured)
     ]
 
 
@@ -904,6 +941,7 @@ RUN_LABELS = {
     "pipeline": "pipeline, real-size model preloaded (B num.)",
     "model_alone": "model alone: predict (B den.)",
     "cached": "re-render from cache, new settings (A, D num.)",
+    "cached_scene": "the same from a cache of scene-like maps (A num.)",
     "transcode": "PyAV transcode (A den.)",
     "encoder_alone": "encoder alone, packed frames in memory",
 }
