@@ -61,8 +61,61 @@ def _subsample(array: np.ndarray) -> np.ndarray:
 
 def depth_percentiles(depth: np.ndarray, low: float, high: float) -> tuple[float, float]:
     """The ``low`` and ``high`` percentiles (in %) of a depth map, from an even subsample of at most 65536 pixels."""
-    lo, hi = np.percentile(_subsample(depth), (low, high))
+    lo, hi = _percentiles(_subsample(depth).flatten(), (low, high))
     return float(lo), float(hi)
+
+
+# Order statistics by single-rank partitions: numpy's own np.percentile and np.median partition around several ranks
+# at once (and the last element, for NaNs), which costs several times as much. The values are the same numbers.
+
+
+def _ranked(values: np.ndarray, ranks: list[int]) -> dict[int, Any]:
+    """The values of rank ``ranks`` (0 = smallest) in the finite 1-D ``values``, which are reordered in place."""
+    found = {}
+    end = values.size  # values[:end] are the ``end`` smallest
+    for rank in sorted(set(ranks), reverse=True):
+        head = values[:end]
+        if rank == end - 1:  # the largest of them: one scan, moved to the end so the rest stays the smallest
+            top = int(head.argmax())
+            head[top], head[rank] = head[rank], head[top]
+        else:
+            head.partition(rank)
+        found[rank] = head[rank]
+        end = rank
+    return found
+
+
+def _median(values: np.ndarray) -> Any:
+    """``np.median`` of the finite 1-D ``values`` (reordered in place): the middle value, or the mean of the two."""
+    middle = values.size // 2
+    if values.size % 2:
+        return _ranked(values, [middle])[middle]
+    ranked = _ranked(values, [middle - 1, middle])
+    return (ranked[middle - 1] + ranked[middle]) / 2
+
+
+def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(values, percents)`` (its default linear method, float64) of the 1-D ``values``, reordered in
+    place; the same arithmetic, step by step, on the ranks it reads."""
+    if np.isnan(values).any():  # numpy's NaN rules
+        return np.percentile(values, percents)
+    count = values.size
+    virtual = (count - 1) * np.true_divide(percents, 100)
+    below = np.floor(virtual)
+    below[virtual >= count - 1] = -1  # the largest value (numpy indexes it from the end)
+    below[virtual < 0] = 0
+    above = below + 1
+    above[below == -1] = -1
+    gamma = virtual - below
+    below_i, above_i = below.astype(np.intp) % count, above.astype(np.intp) % count
+    ranked = _ranked(values, [*below_i, *above_i])
+    lower = np.array([ranked[i] for i in below_i], values.dtype)
+    upper = np.array([ranked[i] for i in above_i], values.dtype)
+    # numpy's _lerp: from the nearer end
+    diff = upper - lower
+    out = np.add(lower, diff * gamma)
+    np.subtract(upper, diff * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe", dtype=out.dtype)
+    return out
 
 
 def normalize(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -93,13 +146,14 @@ def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | 
     for _ in range(2):
         if x.size < 16 or np.ptp(x) < _EPS:
             return 1.0, 0.0
-        # Ordinary least squares in closed form (what np.polyfit(x, y, 1) solves, without its SVD).
+        # Ordinary least squares in closed form (what np.polyfit(x, y, 1) solves, without its SVD). The sums are
+        # numpy's pairwise ones, not np.dot's: BLAS threads spin against the pipeline's own, and cost 10x the time.
         mx, my = x.mean(), y.mean()
         dx = x - mx
-        a = float(np.dot(dx, y - my) / np.dot(dx, dx))
+        a = float((dx * (y - my)).sum() / (dx * dx).sum())
         b = float(my - a * mx)
         residual = np.abs(a * x + b - y)
-        inliers = residual <= 3.0 * 1.4826 * np.median(residual) + _EPS
+        inliers = residual <= 3.0 * 1.4826 * _median(residual.copy()) + _EPS
         x, y = x[inliers], y[inliers]
     return float(a), float(b)
 
@@ -107,7 +161,7 @@ def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | 
 def transition_level(gray: np.ndarray, previous_gray: np.ndarray) -> float:
     """How much of a gradual transition (fade, cross-fade) this frame is in, 0-1, from the median per-pixel grey
     change (0-255) since the previous frame: 0 at or below 1.5 levels, 1 at or above 4, linear in between."""
-    change = float(np.median(np.abs(_subsample(gray) - _subsample(previous_gray))))
+    change = float(_median(np.abs(_subsample(gray) - _subsample(previous_gray)).ravel()))
     return float(np.clip((change - _CALM) / (_TRANSITION - _CALM), 0.0, 1.0))
 
 

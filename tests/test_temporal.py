@@ -11,7 +11,15 @@ from synth import NEAR, shot_frames
 
 from stereoconv.config import TemporalConfig
 from stereoconv.errors import ConfigError
-from stereoconv.temporal import TemporalSmoother, depth_percentiles, normalize, smooth_sequence, transition_level
+from stereoconv.temporal import (
+    TemporalSmoother,
+    _median,
+    _percentiles,
+    depth_percentiles,
+    normalize,
+    smooth_sequence,
+    transition_level,
+)
 
 
 def noisy_static(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -211,3 +219,19 @@ def test_motion_compensation_smooths_a_pan_without_ghosts():
     plain = smooth_sequence(estimates, frames, strength=0.0, alignment=0.0)
     compensated = smooth_sequence(estimates, frames, strength=0.9, depth_sigma=0.3, motion_compensation=True)
     assert error(compensated) < 0.7 * error(plain)
+
+
+def test_order_statistics_are_numpys():
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        size = int(rng.integers(1, 5000))
+        values = [rng.normal(size=size), rng.integers(0, 4, size).astype(float), rng.exponential(size=size) * 1e-6]
+        values = values[trial % 3].astype(np.float32 if trial % 2 else np.float64)
+        percents = tuple(
+            float(p) for p in rng.choice([0.0, 2.0, 49.0, 50.0, 51.0, 98.0, 100.0, rng.uniform(0, 100)], 2)
+        )
+        np.testing.assert_array_equal(_percentiles(values.copy(), percents), np.percentile(values, percents))
+        median = _median(values.copy())
+        assert median == np.median(values) and np.asarray(median).dtype == values.dtype
+    depth = rng.normal(size=(520, 924)).astype(np.float32)  # subsampled every second row and column
+    assert depth_percentiles(depth, 2.0, 98.0) == tuple(float(v) for v in np.percentile(depth[::2, ::2], (2.0, 98.0)))
