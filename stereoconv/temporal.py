@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import cv2
+import numba
 import numpy as np
 
 from .config import TemporalConfig
@@ -54,8 +55,12 @@ _FLOW_WIDTH = 320  # optical flow is computed at this width (or the frame's, if 
 _FLOW_CONSISTENCY = 1.0  # px at flow scale: forward and backward flow must cancel within this, else occlusion
 
 
+def _subsample_step(shape: tuple[int, ...]) -> int:
+    return max(1, int(np.sqrt(shape[0] * shape[1] / _MAX_SAMPLES)))
+
+
 def _subsample(array: np.ndarray) -> np.ndarray:
-    step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / _MAX_SAMPLES)))
+    step = _subsample_step(array.shape)
     return array[::step, ::step]
 
 
@@ -141,7 +146,11 @@ def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | 
     if mask is not None:
         keep = _subsample(mask)
         x, y = x[keep], y[keep]
-    x, y = x.ravel().astype(np.float64), y.ravel().astype(np.float64)
+    return _fit_line(x.ravel().astype(np.float64), y.ravel().astype(np.float64))
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """:func:`fit_scale_offset` on the samples themselves: float64 1-D ``x`` and ``y``, in the subsample's order."""
     a, b = 1.0, 0.0
     for _ in range(2):
         if x.size < 16 or np.ptp(x) < _EPS:
@@ -161,22 +170,182 @@ def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | 
 def transition_level(gray: np.ndarray, previous_gray: np.ndarray) -> float:
     """How much of a gradual transition (fade, cross-fade) this frame is in, 0-1, from the median per-pixel grey
     change (0-255) since the previous frame: 0 at or below 1.5 levels, 1 at or above 4, linear in between."""
-    change = float(_median(np.abs(_subsample(gray) - _subsample(previous_gray)).ravel()))
+    return _transition(np.abs(_subsample(gray) - _subsample(previous_gray)).ravel())
+
+
+def _transition(changes: np.ndarray) -> float:
+    """:func:`transition_level` from the subsample's absolute grey changes (float32 1-D, reordered in place)."""
+    change = float(_median(changes))
     return float(np.clip((change - _CALM) / (_TRANSITION - _CALM), 0.0, 1.0))
+
+
+# The per-pixel work of a frame runs as compiled passes (numba, cached on disk after the first run; they release the
+# GIL) instead of a dozen full-size numpy temporaries. No fastmath and float32 constants throughout: every operation
+# is the numpy version's, in the same order and precision, so the results are the same bits. The exponential stays
+# numpy's own (its SIMD float32 exp rounds differently from the C library's, which numba calls).
+_NO_GREY = np.zeros((0, 0), np.float32)
+_NO_MASK = np.zeros((0, 0), np.uint8)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _consistent(backward: np.ndarray, returned: np.ndarray, back: np.ndarray, limit: np.float32) -> np.ndarray:
+    """uint8 HxW: 1 where going back along ``backward`` (to ``back``, inside the frame) and forth along the forward
+    flow found there (``returned``) comes back within ``limit`` px."""
+    height, width = backward.shape[:2]
+    right, bottom, zero = np.float32(width - 1), np.float32(height - 1), np.float32(0.0)
+    valid = np.empty((height, width), np.uint8)
+    for y in range(height):
+        for x in range(width):
+            mismatch = np.hypot(backward[y, x, 0] + returned[y, x, 0], backward[y, x, 1] + returned[y, x, 1])
+            bx, by = back[y, x, 0], back[y, x, 1]
+            valid[y, x] = mismatch <= limit and zero <= bx <= right and zero <= by <= bottom
+    return valid
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _steady_pass(
+    current: np.ndarray,
+    previous: np.ndarray,
+    gray: np.ndarray,
+    previous_gray: np.ndarray,
+    valid: np.ndarray,
+    color_sigma: np.float32,
+    step: int,
+    fit: bool,
+    changes: bool,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The number of steady pixels: depth within _ALIGN_MAX_CHANGE; with ``gray`` (empty: none) also the colour
+    within ``color_sigma``, and with ``valid`` (empty: none) the flow consistent. On the subsample grid (every
+    ``step``-th row and column), row by row: the fit's samples (``fit``: current and previous where steady and
+    strictly inside (0, 1), float64) and the absolute grey changes (``changes``, float32)."""
+    height, width = current.shape
+    colour, checked = gray.size > 0, valid.size > 0
+    limit, zero, one = np.float32(_ALIGN_MAX_CHANGE), np.float32(0.0), np.float32(1.0)
+    count = 0
+    for y in range(height):
+        if not colour:
+            for x in range(width):
+                count += abs(current[y, x] - previous[y, x]) < limit
+        elif not checked:
+            for x in range(width):
+                count += (abs(current[y, x] - previous[y, x]) < limit) & (
+                    abs(gray[y, x] - previous_gray[y, x]) <= color_sigma
+                )
+        else:
+            for x in range(width):
+                count += (
+                    (abs(current[y, x] - previous[y, x]) < limit)
+                    & (abs(gray[y, x] - previous_gray[y, x]) <= color_sigma)
+                    & (valid[y, x] != 0)
+                )
+    samples = ((height + step - 1) // step) * ((width + step - 1) // step)
+    xs = np.empty(samples if fit else 0, np.float64)
+    ys = np.empty(samples if fit else 0, np.float64)
+    grey = np.empty(samples if changes and colour else 0, np.float32)
+    n = m = 0
+    for y in range(0, height, step):
+        for x in range(0, width, step):
+            c, p = current[y, x], previous[y, x]
+            steady = abs(c - p) < limit
+            if colour:
+                change = abs(gray[y, x] - previous_gray[y, x])
+                steady = steady and change <= color_sigma and (not checked or valid[y, x] != 0)
+                if changes:
+                    grey[m] = change
+                    m += 1
+            if fit and steady and zero < c < one:
+                xs[n] = c
+                ys[n] = p
+                n += 1
+    return count, xs[:n], ys[:n], grey
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _exponent_pass(
+    current: np.ndarray,
+    previous: np.ndarray,
+    gray: np.ndarray,
+    previous_gray: np.ndarray,
+    scale: np.float32,
+    offset: np.float32,
+    depth_coef: np.float32,
+    colour_coef: np.float32,
+    out: np.ndarray,
+) -> np.ndarray:
+    """The bilateral weight's exponent: ``dd^2 * depth_coef - colour_change^2 * colour_coef`` (no colour term
+    without ``gray``), ``dd`` the aligned current (``current * scale + offset``) minus ``previous``."""
+    height, width = current.shape
+    colour = gray.size > 0
+    for y in range(height):
+        for x in range(width):
+            dd = (current[y, x] * scale + offset) - previous[y, x]
+            exponent = dd * dd * depth_coef
+            if colour:
+                change = abs(gray[y, x] - previous_gray[y, x])
+                exponent = exponent - change * change * colour_coef
+            out[y, x] = exponent
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _blend_pass(
+    current: np.ndarray,
+    previous: np.ndarray,
+    weight: np.ndarray,
+    valid: np.ndarray,
+    scale: np.float32,
+    offset: np.float32,
+    strength: np.float32,
+    out: np.ndarray,
+) -> np.ndarray:
+    """``w * previous + (1 - w) * current`` as ``current - w * dd``, clipped to [0, 1]: ``current`` aligned
+    (``current * scale + offset``), ``w = weight * strength``, 0 where ``valid`` (empty: everywhere valid) is 0."""
+    height, width = current.shape
+    checked = valid.size > 0
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for y in range(height):
+        for x in range(width):
+            c = current[y, x] * scale + offset
+            dd = c - previous[y, x]
+            w = weight[y, x] * strength
+            if checked and valid[y, x] == 0:
+                w = zero
+            value = c - w * dd
+            out[y, x] = zero if value < zero else (one if value > one else value)
+    return out
+
+
+def _optical_flow() -> cv2.DISOpticalFlow:
+    """The optical flow both directions are measured with."""
+    # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than they
+    # save (measured in benchmarks/temporal.py); at 320 px wide both flows take about 6 ms per frame.
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
 
 class _MotionWarp:
     """Warps the previous frame's maps to the current frame along DIS optical flow, with an occlusion mask."""
 
     def __init__(self) -> None:
-        # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than
-        # they save (measured in benchmarks/temporal.py); at 320 px wide both flows take about 6 ms per frame.
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._dis = _optical_flow()
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # the last frame's grey and its flow-size version
+        self._grids: dict[tuple[int, ...], np.ndarray] = {}
 
-    def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(map_x, map_y, valid)`` such that ``cv2.remap(previous, map_x, map_y)`` lines the previous frame up
-        with the current one; ``valid`` is False where the flow fails the forward-backward check (occlusions)."""
+    def _grid(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Every pixel's own coordinates (HxWx2 float32, x then y), made once per size."""
+        grid = self._grids.get(shape)
+        if grid is None:
+            if len(self._grids) > 4:  # sizes change only between inputs
+                self._grids.clear()
+            grid = np.empty(shape, np.float32)
+            grid[..., 0] = np.arange(shape[1], dtype=np.float32)
+            grid[..., 1] = np.arange(shape[0], dtype=np.float32)[:, None]
+            self._grids[shape] = grid
+        return grid
+
+    def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(coordinates, valid)`` such that ``cv2.remap(previous, coordinates, None)`` lines the previous frame up
+        with the current one (HxWx2 float32, x then y); ``valid`` (uint8 HxW) is 0 where the flow fails the
+        forward-backward check (occlusions)."""
         height, width = gray.shape
         scale = min(1.0, _FLOW_WIDTH / width)
         size = (max(8, round(width * scale)), max(8, round(height * scale)))
@@ -188,18 +357,15 @@ class _MotionWarp:
         self._last = gray, current
         backward = self._dis.calc(current, previous, None)  # current(x) ~ previous(x + backward(x))
         forward = self._dis.calc(previous, current, None)
-        grid_x, grid_y = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
-        back_x, back_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
+        back = backward + self._grid(backward.shape)
         # Going back and then forth must return to the start, else the pixel was hidden in the previous frame.
-        returned = cv2.remap(forward, back_x, back_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        mismatch = np.hypot(*(backward + returned).transpose(2, 0, 1))
-        inside = (back_x >= 0) & (back_x <= size[0] - 1) & (back_y >= 0) & (back_y <= size[1] - 1)
-        valid_small = ((mismatch <= _FLOW_CONSISTENCY) & inside).astype(np.uint8)
-        full = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) / np.float32(scale)
-        map_x = np.arange(width, dtype=np.float32) + full[..., 0]
-        map_y = np.arange(height, dtype=np.float32)[:, None] + full[..., 1]
-        valid = cv2.resize(valid_small, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-        return map_x, map_y, valid
+        returned = cv2.remap(forward, back, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        valid_small = _consistent(backward, returned, back, np.float32(_FLOW_CONSISTENCY))
+        coordinates = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR)
+        np.divide(coordinates, np.float32(scale), out=coordinates)
+        coordinates += self._grid(coordinates.shape)
+        valid = cv2.resize(valid_small, (width, height), interpolation=cv2.INTER_NEAREST)
+        return coordinates, valid
 
 
 class TemporalSmoother:
@@ -272,43 +438,46 @@ class TemporalSmoother:
         cfg = self.config
         previous, previous_gray = self._prev, self._prev_gray
         assert previous is not None
-        valid = None
+        valid = _NO_MASK
         if self._motion is not None and gray is not None and previous_gray is not None:
-            map_x, map_y, valid = self._motion(gray, previous_gray)
-            previous = cv2.remap(previous, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            previous_gray = cv2.remap(previous_gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        colour_change = np.abs(gray - previous_gray) if gray is not None and previous_gray is not None else None
+            coordinates, valid = self._motion(gray, previous_gray)
+            previous = cv2.remap(previous, coordinates, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            previous_gray = cv2.remap(previous_gray, coordinates, None, cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        colour = gray is not None and previous_gray is not None
+        if not colour:
+            gray = previous_gray = _NO_GREY
+        assert gray is not None and previous_gray is not None
 
-        steady = np.abs(current - previous) < _ALIGN_MAX_CHANGE
-        if colour_change is not None:
-            steady &= colour_change <= cfg.color_sigma
-            if valid is not None:
-                steady &= valid
-            if np.count_nonzero(steady) < _RESTART_STEADY * steady.size:
-                return None
+        # Steady: depth and colour (after following the motion) nearly unchanged, the flow consistent.
+        count, xs, ys, changes = _steady_pass(
+            current, previous, gray, previous_gray, valid, np.float32(cfg.color_sigma),
+            _subsample_step(current.shape), cfg.alignment > 0.0, cfg.strength != 0.0,
+        )  # fmt: skip
+        if colour and count < _RESTART_STEADY * current.size:
+            return None
+        scale, offset = np.float32(1.0), np.float32(0.0)
         if cfg.alignment > 0.0:
             # Pixels clipped by the normalization (outside its percentiles) say nothing about scale: left out.
-            steady &= (current > 0.0) & (current < 1.0)
-            a, b = fit_scale_offset(current, previous, steady)
+            a, b = _fit_line(xs, ys)
             # Only part of the way: what is left pulls the estimate back to the frame's own normalization.
             k = cfg.alignment
-            current = current * np.float32(1.0 + k * (a - 1.0)) + np.float32(k * b)
-        if cfg.strength == 0.0:
-            return np.clip(current, 0.0, 1.0, out=current)
+            scale, offset = np.float32(1.0 + k * (a - 1.0)), np.float32(k * b)
+        out = np.empty_like(current)
+        if cfg.strength == 0.0:  # the aligned current alone: no weight anywhere
+            out.fill(0.0)
+            return _blend_pass(current, previous, out, _NO_MASK, scale, offset, np.float32(0.0), out)
 
-        dd = current - previous
-        exponent = dd * dd * np.float32(-0.5 / cfg.depth_sigma**2)
         strength = cfg.strength
-        if colour_change is not None:
-            exponent -= colour_change * colour_change * np.float32(0.5 / cfg.color_sigma**2)
-            strength *= 1.0 - transition_level(gray, previous_gray)  # motion-compensated when that is on
-        weight = np.exp(exponent, out=exponent)
-        weight *= np.float32(strength)
-        if valid is not None:
-            weight[~valid] = 0.0
+        if colour:
+            strength *= 1.0 - _transition(changes)  # motion-compensated when that is on
+        weight = _exponent_pass(
+            current, previous, gray, previous_gray, scale, offset,
+            np.float32(-0.5 / cfg.depth_sigma**2), np.float32(0.5 / cfg.color_sigma**2), out,
+        )  # fmt: skip
+        np.exp(weight, out=weight)
         # out = w * previous + (1 - w) * current, kept in [0, 1]: the parallax budget is defined on that range
-        out = current - weight * dd
-        return np.clip(out, 0.0, 1.0, out=out)
+        return _blend_pass(current, previous, weight, valid, scale, offset, np.float32(strength), out)
 
 
 def smooth_sequence(
