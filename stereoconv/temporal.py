@@ -126,8 +126,19 @@ def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
 def normalize(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map depth linearly so ``lo`` -> 0 and ``hi`` -> 1, clipped to [0, 1]; float32 HxW."""
     scale = 1.0 / max(hi - lo, _EPS)
-    out = (depth.astype(np.float32, copy=False) - np.float32(lo)) * np.float32(scale)
-    return np.clip(out, 0.0, 1.0, out=out)
+    values = np.ascontiguousarray(depth, dtype=np.float32)
+    return _normalize_pass(values.reshape(-1), np.float32(lo), np.float32(scale)).reshape(values.shape)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _normalize_pass(values: np.ndarray, lo: np.float32, scale: np.float32) -> np.ndarray:
+    """``clip((values - lo) * scale, 0, 1)`` in one pass, float32 (NaN stays NaN, as with np.clip)."""
+    out = np.empty_like(values)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for i in range(values.size):
+        value = (values[i] - lo) * scale
+        out[i] = zero if value < zero else (one if value > one else value)
+    return out
 
 
 def _gray(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -303,3 +303,12 @@ def test_order_statistics_are_numpys():
         assert median == np.median(values) and np.asarray(median).dtype == values.dtype
     depth = rng.normal(size=(520, 924)).astype(np.float32)  # subsampled every second row and column
     assert depth_percentiles(depth, 2.0, 98.0) == tuple(float(v) for v in np.percentile(depth[::2, ::2], (2.0, 98.0)))
+
+
+def test_normalize_is_the_numpy_formula():
+    rng = np.random.default_rng(4)
+    depth = rng.normal(1.0, 0.5, (60, 90))  # float64, taken every other column: neither float32 nor contiguous
+    depth[3, 4] = np.nan
+    for values in (depth[:, ::2], depth.astype(np.float32)):
+        want = (values.astype(np.float32) - np.float32(0.4)) * np.float32(1.0 / (1.7 - 0.4))
+        np.testing.assert_array_equal(normalize(values, 0.4, 1.7), np.clip(want, 0.0, 1.0))  # NaN where NaN
