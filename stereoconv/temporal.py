@@ -329,7 +329,9 @@ def _blend_pass(
 def _optical_flow() -> cv2.DISOpticalFlow:
     """The optical flow both directions are measured with."""
     # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than they
-    # save (measured in benchmarks/temporal.py); at 320 px wide both flows take about 6 ms per frame.
+    # save (measured in benchmarks/temporal.py); at 320 px wide each of the two flows takes about 6 ms per frame on
+    # a 2-core CPU, most of the smoother's cost. Without its variational refinement MEDIUM takes half of that, for
+    # 2 % more flicker on the benchmark; FAST and ULTRAFAST cost 15 % and 22 % more flicker.
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
 
