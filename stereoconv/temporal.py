@@ -166,16 +166,110 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     for _ in range(2):
         if x.size < 16 or np.ptp(x) < _EPS:
             return 1.0, 0.0
-        # Ordinary least squares in closed form (what np.polyfit(x, y, 1) solves, without its SVD). The sums are
-        # numpy's pairwise ones, not np.dot's: BLAS threads spin against the pipeline's own, and cost 10x the time.
-        mx, my = x.mean(), y.mean()
-        dx = x - mx
-        a = float((dx * (y - my)).sum() / (dx * dx).sum())
-        b = float(my - a * mx)
-        residual = np.abs(a * x + b - y)
-        inliers = residual <= 3.0 * 1.4826 * _median(residual.copy()) + _EPS
-        x, y = x[inliers], y[inliers]
+        # Ordinary least squares in closed form (what np.polyfit(x, y, 1) solves, without its SVD).
+        a, b, residual = _least_squares(x, y)
+        x, y = _within(x, y, residual, 3.0 * 1.4826 * _median(residual.copy()) + _EPS)
     return float(a), float(b)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _block_sum(values: np.ndarray, start: int, count: int) -> float:
+    """numpy's float64 sum of ``values[start:start + count]`` for ``count <= 128``: eight running sums."""
+    if count < 8:
+        total = -0.0
+        for i in range(start, start + count):
+            total += values[i]
+        return total
+    r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+    i = start + 8
+    end = start + count - count % 8
+    while i < end:
+        r0 += values[i]
+        r1 += values[i + 1]
+        r2 += values[i + 2]
+        r3 += values[i + 3]
+        r4 += values[i + 4]
+        r5 += values[i + 5]
+        r6 += values[i + 6]
+        r7 += values[i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < start + count:
+        total += values[i]
+        i += 1
+    return total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _pairwise_sum(values: np.ndarray) -> float:
+    """``values.sum()`` of a float64 1-D array as numpy adds it up, to the bit: halves (at multiples of 8) until
+    blocks of at most 128, summed by :func:`_block_sum`. Walked with a stack, not by recursion: numba's on-disk
+    cache crashes on recursive functions."""
+    count = values.size
+    if count <= 128:
+        return _block_sum(values, 0, count)
+    starts, counts = np.empty(64, np.int64), np.empty(64, np.int64)
+    phases, lefts = np.zeros(64, np.int64), np.empty(64)  # phase: 0 left half next, 1 right half next, 2 both done
+    starts[0], counts[0], top = 0, count, 1
+    result = 0.0
+    while top > 0:
+        node = top - 1
+        size = counts[node]
+        if size <= 128:
+            result = _block_sum(values, starts[node], size)
+            top -= 1
+            continue
+        half = size // 2
+        half -= half % 8
+        if phases[node] == 0:
+            phases[node] = 1
+            starts[top], counts[top], phases[top] = starts[node], half, 0
+            top += 1
+        elif phases[node] == 1:
+            lefts[node] = result
+            phases[node] = 2
+            starts[top], counts[top], phases[top] = starts[node] + half, size - half, 0
+            top += 1
+        else:
+            result = lefts[node] + result
+            top -= 1
+    return result
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(a, b, |a x + b - y|)`` of the least-squares line through float64 ``x``, ``y``: the numpy expressions
+    ``dx = x - x.mean(); a = (dx * (y - y.mean())).sum() / (dx * dx).sum()`` step by step (not np.dot: BLAS's
+    threads spin against the pipeline's own, and its sums depend on their number)."""
+    count = x.size
+    mx = _pairwise_sum(x) / count
+    my = _pairwise_sum(y) / count
+    products = np.empty(count)
+    squares = np.empty(count)
+    for i in range(count):
+        dx = x[i] - mx
+        products[i] = dx * (y[i] - my)
+        squares[i] = dx * dx
+    a = _pairwise_sum(products) / _pairwise_sum(squares)
+    b = my - a * mx
+    residual = products  # reused
+    for i in range(count):
+        residual[i] = abs(a * x[i] + b - y[i])
+    return a, b, residual
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _within(x: np.ndarray, y: np.ndarray, residual: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """The samples whose ``residual`` is at most ``limit``, in their order."""
+    keep_x, keep_y = np.empty_like(x), np.empty_like(y)
+    n = 0
+    for i in range(x.size):
+        if residual[i] <= limit:
+            keep_x[n] = x[i]
+            keep_y[n] = y[i]
+            n += 1
+    return keep_x[:n], keep_y[:n]
 
 
 def transition_level(gray: np.ndarray, previous_gray: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from stereoconv.errors import ConfigError
 from stereoconv.temporal import (
     TemporalSmoother,
     _median,
+    _pairwise_sum,
     _percentiles,
     depth_percentiles,
     normalize,
@@ -312,3 +313,10 @@ def test_normalize_is_the_numpy_formula():
     for values in (depth[:, ::2], depth.astype(np.float32)):
         want = (values.astype(np.float32) - np.float32(0.4)) * np.float32(1.0 / (1.7 - 0.4))
         np.testing.assert_array_equal(normalize(values, 0.4, 1.7), np.clip(want, 0.0, 1.0))  # NaN where NaN
+
+
+def test_the_fits_sums_are_numpys():
+    rng = np.random.default_rng(5)
+    for size in [*range(0, 300, 7), *rng.integers(300, 300_000, 40)]:
+        values = rng.normal(size=int(size)) * 10 ** rng.uniform(-3, 3)
+        assert _pairwise_sum(values) == values.sum(), size
