@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import cv2
+import numba
 import numpy as np
 
 from .config import TemporalConfig
@@ -54,22 +55,90 @@ _FLOW_WIDTH = 320  # optical flow is computed at this width (or the frame's, if 
 _FLOW_CONSISTENCY = 1.0  # px at flow scale: forward and backward flow must cancel within this, else occlusion
 
 
+def _subsample_step(shape: tuple[int, ...]) -> int:
+    return max(1, int(np.sqrt(shape[0] * shape[1] / _MAX_SAMPLES)))
+
+
 def _subsample(array: np.ndarray) -> np.ndarray:
-    step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / _MAX_SAMPLES)))
+    step = _subsample_step(array.shape)
     return array[::step, ::step]
 
 
 def depth_percentiles(depth: np.ndarray, low: float, high: float) -> tuple[float, float]:
     """The ``low`` and ``high`` percentiles (in %) of a depth map, from an even subsample of at most 65536 pixels."""
-    lo, hi = np.percentile(_subsample(depth), (low, high))
+    lo, hi = _percentiles(_subsample(depth).flatten(), (low, high))
     return float(lo), float(hi)
+
+
+# Order statistics by single-rank partitions: numpy's own np.percentile and np.median partition around several ranks
+# at once (and the last element, for NaNs), which costs several times as much. The values are the same numbers.
+
+
+def _ranked(values: np.ndarray, ranks: list[int]) -> dict[int, Any]:
+    """The values of rank ``ranks`` (0 = smallest) in the finite 1-D ``values``, which are reordered in place."""
+    found = {}
+    end = values.size  # values[:end] are the ``end`` smallest
+    for rank in sorted(set(ranks), reverse=True):
+        head = values[:end]
+        if rank == end - 1:  # the largest of them: one scan, moved to the end so the rest stays the smallest
+            top = int(head.argmax())
+            head[top], head[rank] = head[rank], head[top]
+        else:
+            head.partition(rank)
+        found[rank] = head[rank]
+        end = rank
+    return found
+
+
+def _median(values: np.ndarray) -> Any:
+    """``np.median`` of the finite 1-D ``values`` (reordered in place): the middle value, or the mean of the two."""
+    middle = values.size // 2
+    if values.size % 2:
+        return _ranked(values, [middle])[middle]
+    ranked = _ranked(values, [middle - 1, middle])
+    return (ranked[middle - 1] + ranked[middle]) / 2
+
+
+def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(values, percents)`` (its default linear method, float64) of the 1-D ``values``, reordered in
+    place; the same arithmetic, step by step, on the ranks it reads."""
+    if np.isnan(values).any():  # numpy's NaN rules
+        return np.percentile(values, percents)
+    count = values.size
+    virtual = (count - 1) * np.true_divide(percents, 100)
+    below = np.floor(virtual)
+    below[virtual >= count - 1] = -1  # the largest value (numpy indexes it from the end)
+    below[virtual < 0] = 0
+    above = below + 1
+    above[below == -1] = -1
+    gamma = virtual - below
+    below_i, above_i = below.astype(np.intp) % count, above.astype(np.intp) % count
+    ranked = _ranked(values, [*below_i, *above_i])
+    lower = np.array([ranked[i] for i in below_i], values.dtype)
+    upper = np.array([ranked[i] for i in above_i], values.dtype)
+    # numpy's _lerp: from the nearer end
+    diff = upper - lower
+    out = np.add(lower, diff * gamma)
+    np.subtract(upper, diff * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe", dtype=out.dtype)
+    return out
 
 
 def normalize(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map depth linearly so ``lo`` -> 0 and ``hi`` -> 1, clipped to [0, 1]; float32 HxW."""
     scale = 1.0 / max(hi - lo, _EPS)
-    out = (depth.astype(np.float32, copy=False) - np.float32(lo)) * np.float32(scale)
-    return np.clip(out, 0.0, 1.0, out=out)
+    values = np.ascontiguousarray(depth, dtype=np.float32)
+    return _normalize_pass(values.reshape(-1), np.float32(lo), np.float32(scale)).reshape(values.shape)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _normalize_pass(values: np.ndarray, lo: np.float32, scale: np.float32) -> np.ndarray:
+    """``clip((values - lo) * scale, 0, 1)`` in one pass, float32 (NaN stays NaN, as with np.clip)."""
+    out = np.empty_like(values)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for i in range(values.size):
+        value = (values[i] - lo) * scale
+        out[i] = zero if value < zero else (one if value > one else value)
+    return out
 
 
 def _gray(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -88,41 +157,302 @@ def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | 
     if mask is not None:
         keep = _subsample(mask)
         x, y = x[keep], y[keep]
-    x, y = x.ravel().astype(np.float64), y.ravel().astype(np.float64)
+    return _fit_line(x.ravel().astype(np.float64), y.ravel().astype(np.float64))
+
+
+def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """:func:`fit_scale_offset` on the samples themselves: float64 1-D ``x`` and ``y``, in the subsample's order."""
     a, b = 1.0, 0.0
     for _ in range(2):
         if x.size < 16 or np.ptp(x) < _EPS:
             return 1.0, 0.0
         # Ordinary least squares in closed form (what np.polyfit(x, y, 1) solves, without its SVD).
-        mx, my = x.mean(), y.mean()
-        dx = x - mx
-        a = float(np.dot(dx, y - my) / np.dot(dx, dx))
-        b = float(my - a * mx)
-        residual = np.abs(a * x + b - y)
-        inliers = residual <= 3.0 * 1.4826 * np.median(residual) + _EPS
-        x, y = x[inliers], y[inliers]
+        a, b, residual = _least_squares(x, y)
+        x, y = _within(x, y, residual, 3.0 * 1.4826 * _median(residual.copy()) + _EPS)
     return float(a), float(b)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _block_sum(values: np.ndarray, start: int, count: int) -> float:
+    """numpy's float64 sum of ``values[start:start + count]`` for ``count <= 128``: eight running sums."""
+    if count < 8:
+        total = -0.0
+        for i in range(start, start + count):
+            total += values[i]
+        return total
+    r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
+    r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
+    i = start + 8
+    end = start + count - count % 8
+    while i < end:
+        r0 += values[i]
+        r1 += values[i + 1]
+        r2 += values[i + 2]
+        r3 += values[i + 3]
+        r4 += values[i + 4]
+        r5 += values[i + 5]
+        r6 += values[i + 6]
+        r7 += values[i + 7]
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < start + count:
+        total += values[i]
+        i += 1
+    return total
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _pairwise_sum(values: np.ndarray) -> float:
+    """``values.sum()`` of a float64 1-D array as numpy adds it up, to the bit: halves (at multiples of 8) until
+    blocks of at most 128, summed by :func:`_block_sum`. Walked with a stack, not by recursion: numba's on-disk
+    cache crashes on recursive functions."""
+    count = values.size
+    if count <= 128:
+        return _block_sum(values, 0, count)
+    starts, counts = np.empty(64, np.int64), np.empty(64, np.int64)
+    phases, lefts = np.zeros(64, np.int64), np.empty(64)  # phase: 0 left half next, 1 right half next, 2 both done
+    starts[0], counts[0], top = 0, count, 1
+    result = 0.0
+    while top > 0:
+        node = top - 1
+        size = counts[node]
+        if size <= 128:
+            result = _block_sum(values, starts[node], size)
+            top -= 1
+            continue
+        half = size // 2
+        half -= half % 8
+        if phases[node] == 0:
+            phases[node] = 1
+            starts[top], counts[top], phases[top] = starts[node], half, 0
+            top += 1
+        elif phases[node] == 1:
+            lefts[node] = result
+            phases[node] = 2
+            starts[top], counts[top], phases[top] = starts[node] + half, size - half, 0
+            top += 1
+        else:
+            result = lefts[node] + result
+            top -= 1
+    return result
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """``(a, b, |a x + b - y|)`` of the least-squares line through float64 ``x``, ``y``: the numpy expressions
+    ``dx = x - x.mean(); a = (dx * (y - y.mean())).sum() / (dx * dx).sum()`` step by step (not np.dot: BLAS's
+    threads spin against the pipeline's own, and its sums depend on their number)."""
+    count = x.size
+    mx = _pairwise_sum(x) / count
+    my = _pairwise_sum(y) / count
+    products = np.empty(count)
+    squares = np.empty(count)
+    for i in range(count):
+        dx = x[i] - mx
+        products[i] = dx * (y[i] - my)
+        squares[i] = dx * dx
+    a = _pairwise_sum(products) / _pairwise_sum(squares)
+    b = my - a * mx
+    residual = products  # reused
+    for i in range(count):
+        residual[i] = abs(a * x[i] + b - y[i])
+    return a, b, residual
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _within(x: np.ndarray, y: np.ndarray, residual: np.ndarray, limit: float) -> tuple[np.ndarray, np.ndarray]:
+    """The samples whose ``residual`` is at most ``limit``, in their order."""
+    keep_x, keep_y = np.empty_like(x), np.empty_like(y)
+    n = 0
+    for i in range(x.size):
+        if residual[i] <= limit:
+            keep_x[n] = x[i]
+            keep_y[n] = y[i]
+            n += 1
+    return keep_x[:n], keep_y[:n]
 
 
 def transition_level(gray: np.ndarray, previous_gray: np.ndarray) -> float:
     """How much of a gradual transition (fade, cross-fade) this frame is in, 0-1, from the median per-pixel grey
     change (0-255) since the previous frame: 0 at or below 1.5 levels, 1 at or above 4, linear in between."""
-    change = float(np.median(np.abs(_subsample(gray) - _subsample(previous_gray))))
+    return _transition(np.abs(_subsample(gray) - _subsample(previous_gray)).ravel())
+
+
+def _transition(changes: np.ndarray) -> float:
+    """:func:`transition_level` from the subsample's absolute grey changes (float32 1-D, reordered in place)."""
+    change = float(_median(changes))
     return float(np.clip((change - _CALM) / (_TRANSITION - _CALM), 0.0, 1.0))
+
+
+# The per-pixel work of a frame runs as compiled passes (numba, cached on disk after the first run; they release the
+# GIL) instead of a dozen full-size numpy temporaries. No fastmath and float32 constants throughout: every operation
+# is the numpy version's, in the same order and precision, so the results are the same bits. The exponential stays
+# numpy's own (its SIMD float32 exp rounds differently from the C library's, which numba calls).
+_NO_GREY = np.zeros((0, 0), np.float32)
+_NO_MASK = np.zeros((0, 0), np.uint8)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _consistent(backward: np.ndarray, returned: np.ndarray, back: np.ndarray, limit: np.float32) -> np.ndarray:
+    """uint8 HxW: 1 where going back along ``backward`` (to ``back``, inside the frame) and forth along the forward
+    flow found there (``returned``) comes back within ``limit`` px."""
+    height, width = backward.shape[:2]
+    right, bottom, zero = np.float32(width - 1), np.float32(height - 1), np.float32(0.0)
+    valid = np.empty((height, width), np.uint8)
+    for y in range(height):
+        for x in range(width):
+            mismatch = np.hypot(backward[y, x, 0] + returned[y, x, 0], backward[y, x, 1] + returned[y, x, 1])
+            bx, by = back[y, x, 0], back[y, x, 1]
+            valid[y, x] = mismatch <= limit and zero <= bx <= right and zero <= by <= bottom
+    return valid
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _steady_pass(
+    current: np.ndarray,
+    previous: np.ndarray,
+    gray: np.ndarray,
+    previous_gray: np.ndarray,
+    valid: np.ndarray,
+    color_sigma: np.float32,
+    step: int,
+    fit: bool,
+    changes: bool,
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """The number of steady pixels: depth within _ALIGN_MAX_CHANGE; with ``gray`` (empty: none) also the colour
+    within ``color_sigma``, and with ``valid`` (empty: none) the flow consistent. On the subsample grid (every
+    ``step``-th row and column), row by row: the fit's samples (``fit``: current and previous where steady and
+    strictly inside (0, 1), float64) and the absolute grey changes (``changes``, float32)."""
+    height, width = current.shape
+    colour, checked = gray.size > 0, valid.size > 0
+    limit, zero, one = np.float32(_ALIGN_MAX_CHANGE), np.float32(0.0), np.float32(1.0)
+    count = 0
+    for y in range(height):
+        if not colour:
+            for x in range(width):
+                count += abs(current[y, x] - previous[y, x]) < limit
+        elif not checked:
+            for x in range(width):
+                count += (abs(current[y, x] - previous[y, x]) < limit) & (
+                    abs(gray[y, x] - previous_gray[y, x]) <= color_sigma
+                )
+        else:
+            for x in range(width):
+                count += (
+                    (abs(current[y, x] - previous[y, x]) < limit)
+                    & (abs(gray[y, x] - previous_gray[y, x]) <= color_sigma)
+                    & (valid[y, x] != 0)
+                )
+    samples = ((height + step - 1) // step) * ((width + step - 1) // step)
+    xs = np.empty(samples if fit else 0, np.float64)
+    ys = np.empty(samples if fit else 0, np.float64)
+    grey = np.empty(samples if changes and colour else 0, np.float32)
+    n = m = 0
+    for y in range(0, height, step):
+        for x in range(0, width, step):
+            c, p = current[y, x], previous[y, x]
+            steady = abs(c - p) < limit
+            if colour:
+                change = abs(gray[y, x] - previous_gray[y, x])
+                steady = steady and change <= color_sigma and (not checked or valid[y, x] != 0)
+                if changes:
+                    grey[m] = change
+                    m += 1
+            if fit and steady and zero < c < one:
+                xs[n] = c
+                ys[n] = p
+                n += 1
+    return count, xs[:n], ys[:n], grey
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _exponent_pass(
+    current: np.ndarray,
+    previous: np.ndarray,
+    gray: np.ndarray,
+    previous_gray: np.ndarray,
+    scale: np.float32,
+    offset: np.float32,
+    depth_coef: np.float32,
+    colour_coef: np.float32,
+    out: np.ndarray,
+) -> np.ndarray:
+    """The bilateral weight's exponent: ``dd^2 * depth_coef - colour_change^2 * colour_coef`` (no colour term
+    without ``gray``), ``dd`` the aligned current (``current * scale + offset``) minus ``previous``."""
+    height, width = current.shape
+    colour = gray.size > 0
+    for y in range(height):
+        for x in range(width):
+            dd = (current[y, x] * scale + offset) - previous[y, x]
+            exponent = dd * dd * depth_coef
+            if colour:
+                change = abs(gray[y, x] - previous_gray[y, x])
+                exponent = exponent - change * change * colour_coef
+            out[y, x] = exponent
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _blend_pass(
+    current: np.ndarray,
+    previous: np.ndarray,
+    weight: np.ndarray,
+    valid: np.ndarray,
+    scale: np.float32,
+    offset: np.float32,
+    strength: np.float32,
+    out: np.ndarray,
+) -> np.ndarray:
+    """``w * previous + (1 - w) * current`` as ``current - w * dd``, clipped to [0, 1]: ``current`` aligned
+    (``current * scale + offset``), ``w = weight * strength``, 0 where ``valid`` (empty: everywhere valid) is 0."""
+    height, width = current.shape
+    checked = valid.size > 0
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for y in range(height):
+        for x in range(width):
+            c = current[y, x] * scale + offset
+            dd = c - previous[y, x]
+            w = weight[y, x] * strength
+            if checked and valid[y, x] == 0:
+                w = zero
+            value = c - w * dd
+            out[y, x] = zero if value < zero else (one if value > one else value)
+    return out
+
+
+def _optical_flow() -> cv2.DISOpticalFlow:
+    """The optical flow both directions are measured with."""
+    # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than they
+    # save (measured in benchmarks/temporal.py); at 320 px wide each of the two flows takes about 6 ms per frame on
+    # a 2-core CPU, most of the smoother's cost. Without its variational refinement MEDIUM takes half of that, for
+    # 2 % more flicker on the benchmark; FAST and ULTRAFAST cost 15 % and 22 % more flicker.
+    return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
 
 class _MotionWarp:
     """Warps the previous frame's maps to the current frame along DIS optical flow, with an occlusion mask."""
 
     def __init__(self) -> None:
-        # MEDIUM, not ULTRAFAST: the coarser flows misalign the previous estimate enough to cost more flicker than
-        # they save (measured in benchmarks/temporal.py); at 320 px wide both flows take about 6 ms per frame.
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._dis = _optical_flow()
         self._last: tuple[np.ndarray, np.ndarray] | None = None  # the last frame's grey and its flow-size version
+        self._grids: dict[tuple[int, ...], np.ndarray] = {}
 
-    def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(map_x, map_y, valid)`` such that ``cv2.remap(previous, map_x, map_y)`` lines the previous frame up
-        with the current one; ``valid`` is False where the flow fails the forward-backward check (occlusions)."""
+    def _grid(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Every pixel's own coordinates (HxWx2 float32, x then y), made once per size."""
+        grid = self._grids.get(shape)
+        if grid is None:
+            if len(self._grids) > 4:  # sizes change only between inputs
+                self._grids.clear()
+            grid = np.empty(shape, np.float32)
+            grid[..., 0] = np.arange(shape[1], dtype=np.float32)
+            grid[..., 1] = np.arange(shape[0], dtype=np.float32)[:, None]
+            self._grids[shape] = grid
+        return grid
+
+    def __call__(self, gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(coordinates, valid)`` such that ``cv2.remap(previous, coordinates, None)`` lines the previous frame up
+        with the current one (HxWx2 float32, x then y); ``valid`` (uint8 HxW) is 0 where the flow fails the
+        forward-backward check (occlusions)."""
         height, width = gray.shape
         scale = min(1.0, _FLOW_WIDTH / width)
         size = (max(8, round(width * scale)), max(8, round(height * scale)))
@@ -134,18 +464,15 @@ class _MotionWarp:
         self._last = gray, current
         backward = self._dis.calc(current, previous, None)  # current(x) ~ previous(x + backward(x))
         forward = self._dis.calc(previous, current, None)
-        grid_x, grid_y = np.meshgrid(np.arange(size[0], dtype=np.float32), np.arange(size[1], dtype=np.float32))
-        back_x, back_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
+        back = backward + self._grid(backward.shape)
         # Going back and then forth must return to the start, else the pixel was hidden in the previous frame.
-        returned = cv2.remap(forward, back_x, back_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        mismatch = np.hypot(*(backward + returned).transpose(2, 0, 1))
-        inside = (back_x >= 0) & (back_x <= size[0] - 1) & (back_y >= 0) & (back_y <= size[1] - 1)
-        valid_small = ((mismatch <= _FLOW_CONSISTENCY) & inside).astype(np.uint8)
-        full = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR) / np.float32(scale)
-        map_x = np.arange(width, dtype=np.float32) + full[..., 0]
-        map_y = np.arange(height, dtype=np.float32)[:, None] + full[..., 1]
-        valid = cv2.resize(valid_small, (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-        return map_x, map_y, valid
+        returned = cv2.remap(forward, back, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        valid_small = _consistent(backward, returned, back, np.float32(_FLOW_CONSISTENCY))
+        coordinates = cv2.resize(backward, (width, height), interpolation=cv2.INTER_LINEAR)
+        np.divide(coordinates, np.float32(scale), out=coordinates)
+        coordinates += self._grid(coordinates.shape)
+        valid = cv2.resize(valid_small, (width, height), interpolation=cv2.INTER_NEAREST)
+        return coordinates, valid
 
 
 class TemporalSmoother:
@@ -218,43 +545,46 @@ class TemporalSmoother:
         cfg = self.config
         previous, previous_gray = self._prev, self._prev_gray
         assert previous is not None
-        valid = None
+        valid = _NO_MASK
         if self._motion is not None and gray is not None and previous_gray is not None:
-            map_x, map_y, valid = self._motion(gray, previous_gray)
-            previous = cv2.remap(previous, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            previous_gray = cv2.remap(previous_gray, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        colour_change = np.abs(gray - previous_gray) if gray is not None and previous_gray is not None else None
+            coordinates, valid = self._motion(gray, previous_gray)
+            previous = cv2.remap(previous, coordinates, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            previous_gray = cv2.remap(previous_gray, coordinates, None, cv2.INTER_LINEAR,
+                                      borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+        colour = gray is not None and previous_gray is not None
+        if not colour:
+            gray = previous_gray = _NO_GREY
+        assert gray is not None and previous_gray is not None
 
-        steady = np.abs(current - previous) < _ALIGN_MAX_CHANGE
-        if colour_change is not None:
-            steady &= colour_change <= cfg.color_sigma
-            if valid is not None:
-                steady &= valid
-            if np.count_nonzero(steady) < _RESTART_STEADY * steady.size:
-                return None
+        # Steady: depth and colour (after following the motion) nearly unchanged, the flow consistent.
+        count, xs, ys, changes = _steady_pass(
+            current, previous, gray, previous_gray, valid, np.float32(cfg.color_sigma),
+            _subsample_step(current.shape), cfg.alignment > 0.0, cfg.strength != 0.0,
+        )  # fmt: skip
+        if colour and count < _RESTART_STEADY * current.size:
+            return None
+        scale, offset = np.float32(1.0), np.float32(0.0)
         if cfg.alignment > 0.0:
             # Pixels clipped by the normalization (outside its percentiles) say nothing about scale: left out.
-            steady &= (current > 0.0) & (current < 1.0)
-            a, b = fit_scale_offset(current, previous, steady)
+            a, b = _fit_line(xs, ys)
             # Only part of the way: what is left pulls the estimate back to the frame's own normalization.
             k = cfg.alignment
-            current = current * np.float32(1.0 + k * (a - 1.0)) + np.float32(k * b)
-        if cfg.strength == 0.0:
-            return np.clip(current, 0.0, 1.0, out=current)
+            scale, offset = np.float32(1.0 + k * (a - 1.0)), np.float32(k * b)
+        out = np.empty_like(current)
+        if cfg.strength == 0.0:  # the aligned current alone: no weight anywhere
+            out.fill(0.0)
+            return _blend_pass(current, previous, out, _NO_MASK, scale, offset, np.float32(0.0), out)
 
-        dd = current - previous
-        exponent = dd * dd * np.float32(-0.5 / cfg.depth_sigma**2)
         strength = cfg.strength
-        if colour_change is not None:
-            exponent -= colour_change * colour_change * np.float32(0.5 / cfg.color_sigma**2)
-            strength *= 1.0 - transition_level(gray, previous_gray)  # motion-compensated when that is on
-        weight = np.exp(exponent, out=exponent)
-        weight *= np.float32(strength)
-        if valid is not None:
-            weight[~valid] = 0.0
+        if colour:
+            strength *= 1.0 - _transition(changes)  # motion-compensated when that is on
+        weight = _exponent_pass(
+            current, previous, gray, previous_gray, scale, offset,
+            np.float32(-0.5 / cfg.depth_sigma**2), np.float32(0.5 / cfg.color_sigma**2), out,
+        )  # fmt: skip
+        np.exp(weight, out=weight)
         # out = w * previous + (1 - w) * current, kept in [0, 1]: the parallax budget is defined on that range
-        out = current - weight * dd
-        return np.clip(out, 0.0, 1.0, out=out)
+        return _blend_pass(current, previous, weight, valid, scale, offset, np.float32(strength), out)
 
 
 def smooth_sequence(

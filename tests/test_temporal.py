@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from synth import NEAR, shot_frames
+from temporal_reference import ReferenceSmoother
 
 from stereoconv.config import TemporalConfig
 from stereoconv.errors import ConfigError
-from stereoconv.temporal import TemporalSmoother, depth_percentiles, normalize, smooth_sequence, transition_level
+from stereoconv.temporal import (
+    TemporalSmoother,
+    _median,
+    _pairwise_sum,
+    _percentiles,
+    depth_percentiles,
+    normalize,
+    smooth_sequence,
+    transition_level,
+)
 
 
 def noisy_static(n: int, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -211,3 +224,99 @@ def test_motion_compensation_smooths_a_pan_without_ghosts():
     plain = smooth_sequence(estimates, frames, strength=0.0, alignment=0.0)
     compensated = smooth_sequence(estimates, frames, strength=0.9, depth_sigma=0.3, motion_compensation=True)
     assert error(compensated) < 0.7 * error(plain)
+
+
+# The compiled path against the plain numpy one (tests/temporal_reference.py, the code before it), on the temporal
+# benchmark's synthetic video: textured layers panning, zooming and crossing the frame, a per-frame estimator's drift
+# and noise, hard cuts; and the same shots with the cuts not given, a cross-fade and a white flash. The frames are
+# larger than the depth grid and that grid wider than the optical flow's, so every resize runs. The two agree to
+# the bit but for the alignment fit's sums (numpy's pairwise ones instead of BLAS's np.dot, itself thread-count
+# dependent): a last-bit change of its scale or offset can move an output by a float32 ulp or two.
+FAST_PATH_TOLERANCE = 1e-5  # normalized depth
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "temporal.py"
+
+
+@pytest.fixture(scope="module")
+def benchmark_video() -> dict[str, tuple[list[np.ndarray], list[np.ndarray], list[int]]]:
+    spec = importlib.util.spec_from_file_location("temporal_benchmark", BENCHMARK)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("temporal_benchmark", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    video = bench.make_sequence(5, width=480, height=272, frames=(8, 10))
+    depths = [cv2.resize(e, (360, 204), interpolation=cv2.INTER_LINEAR) for e in video.estimates]
+    frames = list(video.frames)
+    first, second, third = video.shots
+    # A cross-fade from the first shot into the second instead of the cut, the estimate switching halfway
+    fade = [
+        ((1 - t) * frames[first.stop - 1] + t * frames[second.start]).astype(np.uint8) for t in np.linspace(0, 1, 6)
+    ]
+    fade_depths = [depths[first.stop - 1]] * 3 + [depths[second.start]] * 3
+    edited = frames[: first.stop] + fade + frames[second.start :]
+    edited_depths = depths[: first.stop] + fade_depths + depths[second.start :]
+    flash = third.start + len(fade) + 3  # a white frame in the third shot, and the estimator's guess at it
+    edited[flash] = np.full_like(edited[flash], 255)
+    edited_depths[flash] = np.random.default_rng(0).random(depths[0].shape, dtype=np.float32)
+    return {"cuts given": (frames, depths, video.cuts), "no cuts, a fade, a flash": (edited, edited_depths, [])}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"motion_compensation": False},
+        {"strength": 0.0},
+        {"alignment": 0.0},
+        {"strength": 0.95, "depth_sigma": 0.5, "color_sigma": 25.0, "low_percentile": 0.0, "high_percentile": 100.0},
+        {"colour": False},
+    ],
+    ids=["defaults", "no-motion", "no-blend", "no-alignment", "other-settings", "no-colour"],
+)
+def test_compiled_path_matches_the_numpy_reference(benchmark_video, settings):
+    settings = dict(settings)
+    colour = settings.pop("colour", True)
+    config = TemporalConfig.from_dict(settings)
+    for name, (frames, depths, cuts) in benchmark_video.items():
+        fast, reference = TemporalSmoother(config), ReferenceSmoother(config)
+        restarts = []
+        for i, (depth, rgb) in enumerate(zip(depths, frames, strict=True)):
+            rgb = rgb if colour else None
+            got, want = fast(depth, rgb, cut=i in cuts), reference(depth, rgb, cut=i in cuts)
+            assert got.dtype == np.float32 and got.shape == want.shape
+            gap = float(np.abs(got - want).max())
+            assert gap <= FAST_PATH_TOLERANCE, f"{name}, frame {i}: {gap:.3g} from the reference"
+            assert fast.restarted == reference.restarted, f"{name}, frame {i}"
+            restarts.append(fast.restarted)
+        if colour and not cuts:
+            assert any(restarts), "the missed cuts were not seen: the restart path went untested"
+
+
+def test_order_statistics_are_numpys():
+    rng = np.random.default_rng(3)
+    for trial in range(400):
+        size = int(rng.integers(1, 5000))
+        values = [rng.normal(size=size), rng.integers(0, 4, size).astype(float), rng.exponential(size=size) * 1e-6]
+        values = values[trial % 3].astype(np.float32 if trial % 2 else np.float64)
+        percents = tuple(
+            float(p) for p in rng.choice([0.0, 2.0, 49.0, 50.0, 51.0, 98.0, 100.0, rng.uniform(0, 100)], 2)
+        )
+        np.testing.assert_array_equal(_percentiles(values.copy(), percents), np.percentile(values, percents))
+        median = _median(values.copy())
+        assert median == np.median(values) and np.asarray(median).dtype == values.dtype
+    depth = rng.normal(size=(520, 924)).astype(np.float32)  # subsampled every second row and column
+    assert depth_percentiles(depth, 2.0, 98.0) == tuple(float(v) for v in np.percentile(depth[::2, ::2], (2.0, 98.0)))
+
+
+def test_normalize_is_the_numpy_formula():
+    rng = np.random.default_rng(4)
+    depth = rng.normal(1.0, 0.5, (60, 90))  # float64, taken every other column: neither float32 nor contiguous
+    depth[3, 4] = np.nan
+    for values in (depth[:, ::2], depth.astype(np.float32)):
+        want = (values.astype(np.float32) - np.float32(0.4)) * np.float32(1.0 / (1.7 - 0.4))
+        np.testing.assert_array_equal(normalize(values, 0.4, 1.7), np.clip(want, 0.0, 1.0))  # NaN where NaN
+
+
+def test_the_fits_sums_are_numpys():
+    rng = np.random.default_rng(5)
+    for size in [*range(0, 300, 7), *rng.integers(300, 300_000, 40)]:
+        values = rng.normal(size=int(size)) * 10 ** rng.uniform(-3, 3)
+        assert _pairwise_sum(values) == values.sum(), size
