@@ -127,7 +127,8 @@ def _refine(
     thin: bool,
     snap: Callable[[np.ndarray, np.ndarray | None, int, float], np.ndarray],
 ) -> np.ndarray:
-    """:func:`refine_disparity` with the refinement of the padded frame done by ``snap``."""
+    """:func:`refine_disparity` with the edges refined by ``snap`` (float32 disparity, 8-bit colour HxWxC or None,
+    radius, split)."""
     disparity = np.asarray(disparity, dtype=np.float32)
     if disparity.ndim != 2:
         raise ValueError(f"disparity must be HxW, got shape {disparity.shape}")
@@ -136,16 +137,18 @@ def _refine(
     radius = _checked_radius(scale, split, thin, image is not None)
     if thin:
         disparity = _restore_thin(_colour(np.asarray(image), disparity.shape), disparity, radius)
-    # Continued past the frame's border as a point reflection (a slope goes on as the same slope), so the windows see
-    # whole slopes there too; colour is mirrored.
-    pad = 2 * radius
+    colour = None if image is None else _eight_bit(np.asarray(image)).reshape(*disparity.shape, -1)
+    return snap(disparity, colour, radius, split)
+
+
+def _padded(disparity: np.ndarray, colour: np.ndarray | None, pad: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``disparity`` and ``colour`` padded by ``pad``. Disparity is continued past the frame's border as a point
+    reflection (a slope goes on as the same slope), so the windows see whole slopes there too; colour is mirrored."""
     padded = np.pad(disparity, pad, mode="reflect", reflect_type="odd")
-    colour = None
-    if image is not None:
-        colour = _eight_bit(np.asarray(image)).reshape(*disparity.shape, -1)
+    if colour is not None:
         colour = cv2.copyMakeBorder(colour, pad, pad, pad, pad, cv2.BORDER_REFLECT_101).reshape(
             padded.shape[0], padded.shape[1], -1)  # fmt: skip
-    return snap(padded, colour, radius, split)
+    return padded, colour
 
 
 def _eight_bit(image: np.ndarray) -> np.ndarray:
@@ -262,8 +265,9 @@ def _snap_pixels(
 
 
 def _snap_reference(disparity: np.ndarray, colour: np.ndarray | None, radius: int, split: float) -> np.ndarray:
-    """The refinement of ``disparity`` (and 8-bit ``colour``) padded by ``2 * radius``: the refined inner part,
-    computed over the whole frame, pass after pass. :func:`_snap_tiled` computes the same, bit for bit, faster."""
+    """The refinement of ``disparity`` (and 8-bit ``colour``), computed over the whole frame padded by ``2 * radius``,
+    pass after pass. :func:`_snap_tiled` computes the same, bit for bit, faster."""
+    disparity, colour = _padded(disparity, colour, 2 * radius)
     near_window = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     low, high = cv2.erode(disparity, near_window), cv2.dilate(disparity, near_window)
     # A (4r+1)^2 window is the (2r+1)^2 one applied twice.
@@ -339,12 +343,60 @@ def _extremes(lows, highs, low, high, scratch, rows, cols, reach, across, both):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _copy(source, start, target, at, shape):
-    """``target[at + (i, j)] = source[start + (i, j)]`` for ``i, j`` in ``range(shape[0])`` x ``range(shape[1])``."""
+def _row_reflection(source, y, x):
+    """``source[y, x]``, ``y`` continued past the first and last rows as :func:`_padded` continues them (at most the
+    height - 1 beyond)."""
+    height = source.shape[0]
+    if y < 0:
+        return np.float32(2.0) * source[0, x] - source[-y, x]
+    if y >= height:
+        return np.float32(2.0) * source[height - 1, x] - source[2 * (height - 1) - y, x]
+    return source[y, x]
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _reflection(source, y, x):
+    """``source[y, x]`` as :func:`_padded` pads it (np.pad's odd reflection: the rows first, then the columns of the
+    padded rows), ``y`` and ``x`` at most the height and width - 1 outside."""
+    width = source.shape[1]
+    if x < 0:
+        return np.float32(2.0) * _row_reflection(source, y, 0) - _row_reflection(source, y, -x)
+    if x >= width:
+        edge, mirrored = _row_reflection(source, y, width - 1), _row_reflection(source, y, 2 * (width - 1) - x)
+        return np.float32(2.0) * edge - mirrored
+    return _row_reflection(source, y, x)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _mirrored(index, size):
+    """``index`` continued past 0 and ``size - 1`` as OpenCV's BORDER_REFLECT_101 does (at most ``size - 1`` out)."""
+    return -index if index < 0 else (2 * (size - 1) - index if index >= size else index)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _gather(source, offset, start, target, at, shape):
+    """``target[at + (i, j)]`` for ``i, j`` in ``range(shape[0])`` x ``range(shape[1])``: the padded frame at
+    ``start + (i, j)``, where ``source`` is that frame less ``offset`` on every side (continued past its border by
+    :func:`_reflection`)."""
     u = np.uint64
-    for i in range(u(shape[0])):
-        for j in range(u(shape[1])):
-            target[u(at[0]) + i, u(at[1]) + j] = source[u(start[0]) + i, u(start[1]) + j]
+    height, width = source.shape
+    left = start[1] - offset
+    # Columns [0, first) lie left of the source, [last, shape[1]) right of it.
+    first = min(shape[1], max(0, -left))
+    last = max(first, min(shape[1], width - left))
+    for i in range(shape[0]):
+        y = start[0] + i - offset
+        row = target[at[0] + i]
+        if 0 <= y < height:
+            for j in range(u(first), u(last)):
+                row[u(at[1]) + j] = source[u(y), u(left) + j]
+            for j in range(first):
+                row[at[1] + j] = _reflection(source, y, left + j)
+            for j in range(last, shape[1]):
+                row[at[1] + j] = _reflection(source, y, left + j)
+        else:
+            for j in range(shape[1]):
+                row[at[1] + j] = _reflection(source, y, left + j)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -374,25 +426,29 @@ def _ramp_box(low, high, box, flags):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _block_ranges(disparity, size):
-    """For the blocks of ``size`` x ``size`` pixels that tile ``disparity`` (the last ones cut short): the range
-    (largest - smallest value) over each and its neighbours right, below and below right, which hold any window of
-    ``size`` values that starts in it (float32, blocks down x across)."""
+def _block_ranges(source, offset, size):
+    """For the blocks of ``size`` x ``size`` pixels that tile the padded frame (the last ones cut short; ``source``:
+    that frame less ``offset`` on every side, see :func:`_gather`): the range (largest - smallest value) over each and
+    its neighbours right, below and below right, which hold any window of ``size`` values that starts in it (float32,
+    blocks down x across)."""
     u = np.uint64
-    height, width = disparity.shape
+    height, width = source.shape[0] + 2 * offset, source.shape[1] + 2 * offset
     rows, cols = (height + size - 1) // size, (width + size - 1) // size
     low, high = np.empty((rows + 1, cols + 1), np.float32), np.empty((rows + 1, cols + 1), np.float32)
     column = np.empty((4, width), np.float32)
+    line = np.empty((1, width), np.float32)
     for b in range(rows):
-        first, last = u(b * size), u(min(height, (b + 1) * size))
+        first, last = b * size, min(height, (b + 1) * size)
         column_low, column_high = column[0], column[1]
+        _gather(source, offset, (first, 0), line, (0, 0), (1, width))
         for j in range(u(width)):
-            column_low[j] = column_high[j] = disparity[first, j]
-        for i in range(first + u(1), last):
-            odd = u(2) * (i % u(2))
+            column_low[j] = column_high[j] = line[0, j]
+        for i in range(first + 1, last):
+            odd = u(2 * (i % 2))
             next_low, next_high = column[odd], column[odd + u(1)]
+            _gather(source, offset, (i, 0), line, (0, 0), (1, width))
             for j in range(u(width)):
-                v, a, c = disparity[i, j], column_low[j], column_high[j]
+                v, a, c = line[0, j], column_low[j], column_high[j]
                 next_low[j] = v if v < a else a
                 next_high[j] = v if v > c else c
             column_low, column_high = next_low, next_high
@@ -417,14 +473,19 @@ def _block_ranges(disparity, size):
 def _packed_sides(region, low, high, colour, origin, rows, cols, bits, packed, words):
     """The near and far sides of :func:`_sides`, each pixel's count (1) and channels packed into ``bits``-bit lanes of
     ``words`` uint64 (``packed[:words]`` near, ``packed[words:]`` far), for ``i, j`` in ``range(*rows)`` x
-    ``range(*cols)``; ``colour`` of local ``(i, j)`` is at ``origin + (i, j)``. Window sums of the words are the
-    lanes' sums, exact while each fits its lane."""
+    ``range(*cols)``; ``colour`` of local ``(i, j)`` is at ``origin + (i, j)``, mirrored past its border as
+    :func:`_padded` mirrors it. Window sums of the words are the lanes' sums, exact while each fits its lane."""
     u = np.uint64
     channels = u(colour.shape[2])
     per_word, lane_bits, many = u(64 // bits), u(bits), u(words)
     first, width = u(cols[0]), u(cols[1] - cols[0])
     near, far = np.empty(width, np.uint64), np.empty(width, np.uint64)
     word = np.empty((words, width), np.uint64)
+    left = origin[1] + cols[0]
+    inside = left >= 0 and left + cols[1] - cols[0] <= colour.shape[1]
+    columns = np.empty(width, np.int64)
+    for j in range(width):
+        columns[j] = _mirrored(left + np.int64(j), colour.shape[1])
     for i in range(u(rows[0]), u(rows[1])):
         for j in range(width):
             span = high[i, first + j] - low[i, first + j]
@@ -435,12 +496,16 @@ def _packed_sides(region, low, high, colour, origin, rows, cols, bits, packed, w
         for w in range(many):
             for j in range(width):
                 word[w, j] = u(1) if w == u(0) else u(0)
-        y, x = u(origin[0]) + i, u(origin[1]) + first
+        y = _mirrored(origin[0] + np.int64(i), colour.shape[0])
         for c in range(channels):
             lane = c + u(1)
             w, shift = lane // per_word, lane_bits * (lane % per_word)
-            for j in range(width):
-                word[w, j] |= u(colour[y, x + j, c]) << shift
+            if inside:
+                for j in range(width):
+                    word[w, j] |= u(colour[y, u(left) + j, c]) << shift
+            else:
+                for j in range(width):
+                    word[w, j] |= u(colour[y, columns[j], c]) << shift
         for w in range(many):
             for j in range(width):
                 packed[w, i, first + j] = word[w, j] & near[j]
@@ -474,11 +539,12 @@ def _packed_sums(packed, column_sums, sums, rows, cols, reach):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _snap_box(region, low, high, wide_low, wide_high, jumps, colour, sums, bits, origin, box, radius, split,
-              colour_weight, out, rows):  # fmt: skip
+def _snap_box(region, low, high, wide_low, wide_high, jumps, colour, sums, bits, origin, offset, box, radius,
+              split, colour_weight, out, rows):  # fmt: skip
     """:func:`_snap_pixels` for local ``(i, j)`` in ``box`` (row and column ranges), from the window sums packed as
-    :func:`_packed_sides` packs them; ``colour`` and ``out`` (less the padding) at ``origin + (i, j)``; ``rows``: 10
-    float64 rows of scratch. A row at a time, every step for every pixel and the result chosen, without branches, in
+    :func:`_packed_sides` packs them. Local ``(i, j)`` is ``origin + (i, j)`` in the frame padded by ``2 * radius``,
+    ``colour`` is that frame less ``offset`` on every side, ``out`` the frame unpadded; ``rows``: 10 float64 rows of
+    scratch. A row at a time, every step for every pixel and the result chosen, without branches, in
     short loops over few arrays, so that the compiler vectorizes them: each pixel's arithmetic is _snap_pixels',
     operation for operation and in its types (its window sums are integers, divided as float64 as here)."""
     u = np.uint64
@@ -491,7 +557,8 @@ def _snap_box(region, low, high, wide_low, wide_high, jumps, colour, sums, bits,
     weights, scores, near_count, far_count, near_mean = rows[0], rows[1], rows[2], rows[3], rows[4]
     far_mean, apart, to_far, to_near, spans = rows[5], rows[6], rows[7], rows[8], rows[9]
     for i in range(u(box[0][0]), u(box[0][1])):
-        y, x = u(origin[0]) + i, u(origin[1]) + first
+        y, x = u(origin[0]) + i - pad, u(origin[1]) + first - pad
+        colour_y, colour_x = u(origin[0] - offset) + i, u(origin[1] - offset) + first
         values, lows, highs = region[i], low[i], high[i]
         for j in range(width):
             spans[j] = highs[first + j] - lows[first + j]
@@ -525,7 +592,7 @@ def _snap_box(region, low, high, wide_low, wide_high, jumps, colour, sums, bits,
                     far_mean[j] = np.float64(total) / np.float32(far_count[j])
                 for j in range(width):
                     apart[j] += (near_mean[j] - far_mean[j]) ** 2
-                levels = colour[y, x:, c]
+                levels = colour[colour_y, colour_x:, c]
                 for j in range(width):
                     to_far[j] += (levels[j] - far_mean[j]) ** 2
                 for j in range(width):
@@ -541,24 +608,27 @@ def _snap_box(region, low, high, wide_low, wide_high, jumps, colour, sums, bits,
             value, span = values[first + j], np.float32(spans[j])
             snapped = lows[first + j] + span * min(1.0, max(0.0, scores[j] / _EDGE_SOFTNESS + 0.5))
             scores[j] = value + weights[j] * (snapped - value)
-        refined = out[y - pad]
+        refined = out[y]
         for j in range(width):
             value, result = values[first + j], np.float32(scores[j])
-            refined[x + j - pad] = value if np.float32(spans[j]) <= SAME_SURFACE else result
+            refined[x + j] = value if np.float32(spans[j]) <= SAME_SURFACE else result
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _snap_tiles(disparity, colour, radius, split, colour_weight, tile):
-    """:func:`_snap_reference`'s result (padded ``disparity``, 8-bit ``colour`` padded alike or HxWx0 for none), a
-    ``tile`` (rows, columns) at a time."""
+def _snap_tiles(disparity, colour, offset, radius, split, colour_weight, tile):
+    """:func:`_snap_reference`'s result, a ``tile`` (rows, columns) at a time: ``disparity`` and 8-bit ``colour``
+    (HxWx0 for none) are the frame padded by ``2 * radius``, less ``offset`` on every side: 0, or ``2 * radius``
+    (the frame itself, continued past its border here as :func:`_padded` continues it, which this can where the
+    padding is less than the frame's size)."""
     r, pad = radius, 2 * radius
-    height, width = disparity.shape[0] - 2 * pad, disparity.shape[1] - 2 * pad
+    height, width = disparity.shape[0] + 2 * (offset - pad), disparity.shape[1] + 2 * (offset - pad)
     channels = colour.shape[2]
     area = (2 * r + 1) ** 2
     bits = 16 if area * 255 < 65536 else 32
     words = (channels + 1 + 64 // bits - 1) // (64 // bits) if channels > 0 else 0
     rows, cols = tile[0] + 2 * pad, tile[1] + 2 * pad
-    out = np.empty((height, width), np.float32)
+    inset = pad - offset
+    out = disparity[inset : inset + height, inset : inset + width].copy()
     region = np.empty((rows, cols), np.float32)
     scratch = np.empty((4, rows, cols), np.float32)
     row_low, row_high = np.empty((rows, cols), np.float32), np.empty((rows, cols), np.float32)
@@ -572,12 +642,11 @@ def _snap_tiles(disparity, colour, radius, split, colour_weight, tile):
     flags = np.empty((2, cols), np.int32)
     # No pixel of a tile whose windows' blocks span at most SAME_SURFACE is on a ramp.
     block = 2 * r + 1
-    ranges = _block_ranges(disparity, block)
+    ranges = _block_ranges(disparity, offset, block)
     for ty in range(0, height, tile[0]):
         th = min(tile[0], height - ty)
         for tx in range(0, width, tile[1]):
             tw = min(tile[1], width - tx)
-            _copy(disparity, (ty + pad, tx + pad), out, (ty, tx), (th, tw))
             # Local (i, j) is padded (ty + i, tx + j): the tile is [pad, pad + th) x [pad, pad + tw). A pixel's window
             # starts (top left) r before it; where it starts in a block whose range is within SAME_SURFACE, the pixel
             # is on no ramp. The pixels that may be: the box ``inner``.
@@ -591,8 +660,8 @@ def _snap_tiles(disparity, colour, radius, split, colour_weight, tile):
             inner = ((max(pad, top * block - ty + r), min(pad + th, (bottom + 1) * block - ty + r)),
                      (max(pad, left * block - tx + r), min(pad + tw, (right + 1) * block - tx + r)))  # fmt: skip
             (i0, i1), (j0, j1) = inner
-            _copy(disparity, (ty + i0 - pad, tx + j0 - pad), region, (i0 - pad, j0 - pad),
-                  (i1 - i0 + 2 * pad, j1 - j0 + 2 * pad))  # fmt: skip
+            _gather(disparity, offset, (ty + i0 - pad, tx + j0 - pad), region, (i0 - pad, j0 - pad),
+                    (i1 - i0 + 2 * pad, j1 - j0 + 2 * pad))  # fmt: skip
             reached = (i0 - r, i1 + r), (j0 - r, j1 + r)
             _extremes(region, region, row_low, row_high, scratch, (i0 - pad, i1 + pad), reached[1], r, True, True)
             _extremes(row_low, row_high, low, high, scratch, reached[0], reached[1], r, False, True)
@@ -617,18 +686,23 @@ def _snap_tiles(disparity, colour, radius, split, colour_weight, tile):
             _extremes(steps, steps, row_low, row_high, scratch, reached[0], inner[1], r, True, False)
             _extremes(row_high, row_high, jumps, jumps, scratch, inner[0], inner[1], r, False, False)
             if channels > 0:
-                _packed_sides(region, low, high, colour, (ty, tx), reached[0], reached[1], bits, packed, words)
+                origin = ty - offset, tx - offset
+                _packed_sides(region, low, high, colour, origin, reached[0], reached[1], bits, packed, words)
                 _packed_sums(packed, column_sums, packed_sums, inner[0], inner[1], r)
-            _snap_box(region, low, high, wide_low, wide_high, jumps, colour, packed_sums, bits, (ty, tx), inner, r,
-                      split, colour_weight, out, snap_rows)  # fmt: skip
+            _snap_box(region, low, high, wide_low, wide_high, jumps, colour, packed_sums, bits, (ty, tx), offset, inner,
+                      r, split, colour_weight, out, snap_rows)  # fmt: skip
     return out
 
 
 def _snap_tiled(disparity: np.ndarray, colour: np.ndarray | None, radius: int, split: float) -> np.ndarray:
     """:func:`_snap_reference`, a tile at a time, skipping the tiles without a ramp."""
-    if colour is None:
-        colour = np.zeros((*disparity.shape, 0), np.uint8)
-    return _snap_tiles(disparity, colour, radius, split, _COLOUR_WEIGHT, _TILE)
+    pad = offset = 2 * radius
+    if pad >= min(disparity.shape):  # np.pad and OpenCV reflect again where the padding exceeds the frame: they pad
+        disparity, colour = _padded(disparity, colour, pad)
+        offset = 0
+    disparity = np.ascontiguousarray(disparity)
+    colour = np.zeros((*disparity.shape, 0), np.uint8) if colour is None else np.ascontiguousarray(colour)
+    return _snap_tiles(disparity, colour, offset, radius, split, _COLOUR_WEIGHT, _TILE)
 
 
 def _restore_thin(colour: np.ndarray, disparity: np.ndarray, radius: int) -> np.ndarray:
