@@ -426,32 +426,59 @@ def _ramp_box(low, high, box, flags):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _block_ranges(source, offset, size):
+def _fold_row(values, start, low, high, next_low, next_high, cols, first):
+    """``next_low``/``next_high`` over ``range(*cols)``: the smaller/larger of ``low``/``high`` and ``values`` (column
+    ``j`` at ``values[j - start]``), or ``values`` alone for the ``first`` row."""
+    u = np.uint64
+    shift = u(start)
+    if first:
+        for j in range(u(cols[0]), u(cols[1])):
+            next_low[j] = next_high[j] = values[j - shift]
+        return
+    for j in range(u(cols[0]), u(cols[1])):
+        v, a, c = values[j - shift], low[j], high[j]
+        next_low[j] = v if v < a else a
+        next_high[j] = v if v > c else c
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _block_ranges(source, offset, size, out, inset):
     """For the blocks of ``size`` x ``size`` pixels that tile the padded frame (the last ones cut short; ``source``:
     that frame less ``offset`` on every side, see :func:`_gather`): the range (largest - smallest value) over each and
     its neighbours right, below and below right, which hold any window of ``size`` values that starts in it (float32,
-    blocks down x across)."""
+    blocks down x across). On the way, ``out`` is filled with the frame's own pixels, ``inset`` into ``source``."""
     u = np.uint64
     height, width = source.shape[0] + 2 * offset, source.shape[1] + 2 * offset
     rows, cols = (height + size - 1) // size, (width + size - 1) // size
     low, high = np.empty((rows + 1, cols + 1), np.float32), np.empty((rows + 1, cols + 1), np.float32)
     column = np.empty((4, width), np.float32)
     line = np.empty((1, width), np.float32)
+    inside = (offset, offset + source.shape[1])
     for b in range(rows):
         first, last = b * size, min(height, (b + 1) * size)
-        column_low, column_high = column[0], column[1]
-        _gather(source, offset, (first, 0), line, (0, 0), (1, width))
-        for j in range(u(width)):
-            column_low[j] = column_high[j] = line[0, j]
-        for i in range(first + 1, last):
-            odd = u(2 * (i % 2))
-            next_low, next_high = column[odd], column[odd + u(1)]
-            _gather(source, offset, (i, 0), line, (0, 0), (1, width))
-            for j in range(u(width)):
-                v, a, c = line[0, j], column_low[j], column_high[j]
-                next_low[j] = v if v < a else a
-                next_high[j] = v if v > c else c
-            column_low, column_high = next_low, next_high
+        for i in range(first, last):
+            # Into the other pair of rows: kept in place, the compiler would make masked stores of it.
+            odd = 2 * ((i - first) % 2)
+            column_low, column_high = column[2 - odd], column[3 - odd]
+            next_low, next_high = column[odd], column[odd + 1]
+            y = i - offset
+            if 0 <= y < source.shape[0]:
+                row = source[y]
+                _fold_row(row, offset, column_low, column_high, next_low, next_high, inside, i == first)
+                for x in range(offset):
+                    line[0, x] = _reflection(source, y, x - offset)
+                for x in range(inside[1], width):
+                    line[0, x] = _reflection(source, y, x - offset)
+                _fold_row(line[0], 0, column_low, column_high, next_low, next_high, (0, offset), i == first)
+                _fold_row(line[0], 0, column_low, column_high, next_low, next_high, (inside[1], width), i == first)
+                if 0 <= y - inset < out.shape[0]:
+                    target = out[y - inset]
+                    for j in range(u(out.shape[1])):
+                        target[j] = row[u(inset) + j]
+            else:
+                _gather(source, offset, (i, 0), line, (0, 0), (1, width))
+                _fold_row(line[0], 0, column_low, column_high, next_low, next_high, (0, width), i == first)
+        column_low, column_high = column[2 * ((last - 1 - first) % 2)], column[2 * ((last - 1 - first) % 2) + 1]
         for c in range(cols):
             least, most = column_low[c * size], column_high[c * size]
             for j in range(c * size + 1, min(width, (c + 1) * size)):
@@ -478,25 +505,34 @@ def _packed_sides(region, low, high, colour, origin, rows, cols, bits, packed, w
     u = np.uint64
     channels = u(colour.shape[2])
     per_word, lane_bits, many = u(64 // bits), u(bits), u(words)
-    first, width = u(cols[0]), u(cols[1] - cols[0])
-    near, far = np.empty(width, np.uint64), np.empty(width, np.uint64)
-    word = np.empty((words, width), np.uint64)
-    left = origin[1] + cols[0]
-    inside = left >= 0 and left + cols[1] - cols[0] <= colour.shape[1]
-    columns = np.empty(width, np.int64)
-    for j in range(width):
-        columns[j] = _mirrored(left + np.int64(j), colour.shape[1])
+    near, far = np.empty(cols[1] - cols[0], np.uint64), np.empty(cols[1] - cols[0], np.uint64)
+    word = np.empty((words, cols[1] - cols[0]), np.uint64)
+    columns = np.empty(cols[1] - cols[0], np.int64)
     for i in range(u(rows[0]), u(rows[1])):
+        lows, highs = low[i], high[i]
+        for w in range(u(2) * many):
+            packed[w, i, cols[0] : cols[1]] = 0
+        # Only the part of the row from its first pixel on a ramp to its last has a side.
+        start, stop = cols
+        while start < stop and highs[start] - lows[start] <= SAME_SURFACE:
+            start += 1
+        while stop > start and highs[stop - 1] - lows[stop - 1] <= SAME_SURFACE:
+            stop -= 1
+        first, width = u(start), u(stop - start)
         for j in range(width):
-            span = high[i, first + j] - low[i, first + j]
-            offset = region[i, first + j] - low[i, first + j]
+            span = highs[first + j] - lows[first + j]
+            offset = region[i, first + j] - lows[first + j]
             edge = span > SAME_SURFACE
             near[j] = u(0) - u(edge & (offset > _SIDES[1] * span))
             far[j] = u(0) - u(edge & (offset < _SIDES[0] * span))
         for w in range(many):
             for j in range(width):
                 word[w, j] = u(1) if w == u(0) else u(0)
-        y = _mirrored(origin[0] + np.int64(i), colour.shape[0])
+        y, left = _mirrored(origin[0] + np.int64(i), colour.shape[0]), origin[1] + start
+        inside = left >= 0 and left + stop - start <= colour.shape[1]
+        if not inside:
+            for j in range(width):
+                columns[j] = _mirrored(left + np.int64(j), colour.shape[1])
         for c in range(channels):
             lane = c + u(1)
             w, shift = lane // per_word, lane_bits * (lane % per_word)
@@ -552,14 +588,22 @@ def _snap_box(region, low, high, wide_low, wide_high, jumps, colour, sums, bits,
     pad, area = u(2 * radius), (2 * radius + 1) ** 2
     per_word, words = 64 // bits, sums.shape[0] // 2
     mask = u((1 << bits) - 1)
-    first, width = u(box[1][0]), u(box[1][1] - box[1][0])
     # Indexed one by one: unpacked, the rows would be typed as of any layout, which keeps loops from vectorizing.
     weights, scores, near_count, far_count, near_mean = rows[0], rows[1], rows[2], rows[3], rows[4]
     far_mean, apart, to_far, to_near, spans = rows[5], rows[6], rows[7], rows[8], rows[9]
     for i in range(u(box[0][0]), u(box[0][1])):
+        values, lows, highs = region[i], low[i], high[i]
+        # Only the part of the row from its first pixel on a ramp to its last: out holds the rest already.
+        first, last = box[1]
+        while first < last and highs[first] - lows[first] <= SAME_SURFACE:
+            first += 1
+        while last > first and highs[last - 1] - lows[last - 1] <= SAME_SURFACE:
+            last -= 1
+        if first == last:
+            continue
+        first, width = u(first), u(last - first)
         y, x = u(origin[0]) + i - pad, u(origin[1]) + first - pad
         colour_y, colour_x = u(origin[0] - offset) + i, u(origin[1] - offset) + first
-        values, lows, highs = region[i], low[i], high[i]
         for j in range(width):
             spans[j] = highs[first + j] - lows[first + j]
         wide_lows, wide_highs = wide_low[i], wide_high[i]
@@ -627,8 +671,7 @@ def _snap_tiles(disparity, colour, offset, radius, split, colour_weight, tile):
     bits = 16 if area * 255 < 65536 else 32
     words = (channels + 1 + 64 // bits - 1) // (64 // bits) if channels > 0 else 0
     rows, cols = tile[0] + 2 * pad, tile[1] + 2 * pad
-    inset = pad - offset
-    out = disparity[inset : inset + height, inset : inset + width].copy()
+    out = np.empty((height, width), np.float32)
     region = np.empty((rows, cols), np.float32)
     scratch = np.empty((4, rows, cols), np.float32)
     row_low, row_high = np.empty((rows, cols), np.float32), np.empty((rows, cols), np.float32)
@@ -642,7 +685,7 @@ def _snap_tiles(disparity, colour, offset, radius, split, colour_weight, tile):
     flags = np.empty((2, cols), np.int32)
     # No pixel of a tile whose windows' blocks span at most SAME_SURFACE is on a ramp.
     block = 2 * r + 1
-    ranges = _block_ranges(disparity, offset, block)
+    ranges = _block_ranges(disparity, offset, block, out, pad - offset)
     for ty in range(0, height, tile[0]):
         th = min(tile[0], height - ty)
         for tx in range(0, width, tile[1]):
