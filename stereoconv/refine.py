@@ -551,11 +551,12 @@ def _packed_sides(region, low, high, colour, origin, rows, cols, bits, packed, w
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _packed_sums(packed, column_sums, sums, rows, cols, reach):
     """``sums[w, i, j]`` for ``i, j`` in ``range(*rows)`` x ``range(*cols)``: the sum of ``packed[w]`` over the window
-    of radius ``reach`` around ``(i, j)``: down the columns first (running, into ``column_sums``), then along rows."""
+    of radius ``reach`` around ``(i, j)``: down the columns first (running, into ``column_sums``), then along the
+    rows."""
     u = np.uint64
     r = u(reach)
     first, width = u(cols[0]) - r, u(cols[1] - cols[0]) + u(2) * r
-    total = np.empty(width, np.uint64)
+    total, prefix = np.empty(width, np.uint64), np.empty(width + u(1), np.uint64)
     for w in range(packed.shape[0]):
         total[:] = 0
         for i in range(u(rows[0]) - r, u(rows[0]) + r):
@@ -566,12 +567,14 @@ def _packed_sums(packed, column_sums, sums, rows, cols, reach):
                 total[j] += packed[w, i + r, first + j]
                 column_sums[w, i, first + j] = total[j]
                 total[j] -= packed[w, i - r, first + j]
+        # Along the rows: differences of running totals. Their lanes overflow into each other, but the difference of
+        # two is, modulo 2^64, the window's sum, whose lanes fit.
         for i in range(u(rows[0]), u(rows[1])):
-            for j in range(u(cols[0]), u(cols[1])):
-                sums[w, i, j] = column_sums[w, i, j - r]
-            for k in range(u(1), u(2) * r + u(1)):
-                for j in range(u(cols[0]), u(cols[1])):
-                    sums[w, i, j] += column_sums[w, i, j - r + k]
+            prefix[0] = 0
+            for j in range(width):
+                prefix[j + u(1)] = prefix[j] + column_sums[w, i, first + j]
+            for j in range(u(cols[1] - cols[0])):
+                sums[w, i, u(cols[0]) + j] = prefix[j + u(2) * r + u(1)] - prefix[j]
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
