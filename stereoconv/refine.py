@@ -525,11 +525,19 @@ def _packed_sides(region, low, high, colour, origin, rows, cols, bits, packed, w
             edge = span > SAME_SURFACE
             near[j] = u(0) - u(edge & (offset > _SIDES[1] * span))
             far[j] = u(0) - u(edge & (offset < _SIDES[0] * span))
+        y, left = _mirrored(origin[0] + np.int64(i), colour.shape[0]), origin[1] + start
+        inside = left >= 0 and left + stop - start <= colour.shape[1]
+        if inside and channels == u(3) and per_word == u(4):  # RGB in 16-bit lanes: the channels read together
+            for j in range(width):
+                x = u(left) + j
+                red, green, blue = u(colour[y, x, 0]), u(colour[y, x, 1]), u(colour[y, x, 2])
+                packing = u(1) | red << u(16) | green << u(32) | blue << u(48)
+                packed[0, i, first + j] = packing & near[j]
+                packed[1, i, first + j] = packing & far[j]
+            continue
         for w in range(many):
             for j in range(width):
                 word[w, j] = u(1) if w == u(0) else u(0)
-        y, left = _mirrored(origin[0] + np.int64(i), colour.shape[0]), origin[1] + start
-        inside = left >= 0 and left + stop - start <= colour.shape[1]
         if not inside:
             for j in range(width):
                 columns[j] = _mirrored(left + np.int64(j), colour.shape[1])
