@@ -324,22 +324,25 @@ def _extremes(lows, highs, low, high, scratch, rows, cols, reach, across, both):
     size = 2 * reach + 1
     along = cols if across else rows
     source_low, source_high = lows, highs
-    step, buffer = 1, 0
+    zero = reach - reach  # computed: a literal 0 or 1 would have the callee compiled for it
+    step, buffer = zero + 1, zero
     while 2 * step <= size:
         # Windows of 2 step values by where they start, as far as the last level's windows reach.
         starts = along[0] - reach, along[1] - reach + size - 2 * step
         target_low, target_high = scratch[buffer], scratch[buffer + 1]
         if across:
-            _pair_extremes(source_low, source_high, target_low, target_high, rows, starts, (0, step), (0, 0), both)
+            _pair_extremes(source_low, source_high, target_low, target_high, rows, starts, (zero, step), (zero, zero),
+                           both)  # fmt: skip
         else:
-            _pair_extremes(source_low, source_high, target_low, target_high, starts, cols, (step, 0), (0, 0), both)
+            _pair_extremes(source_low, source_high, target_low, target_high, starts, cols, (step, zero), (zero, zero),
+                           both)  # fmt: skip
         source_low, source_high = target_low, target_high
         step, buffer = 2 * step, 2 - buffer
     starts = along[0] - reach, along[1] - reach
     if across:
-        _pair_extremes(source_low, source_high, low, high, rows, starts, (0, size - step), (0, reach), both)
+        _pair_extremes(source_low, source_high, low, high, rows, starts, (zero, size - step), (zero, reach), both)
     else:
-        _pair_extremes(source_low, source_high, low, high, starts, cols, (size - step, 0), (reach, 0), both)
+        _pair_extremes(source_low, source_high, low, high, starts, cols, (size - step, zero), (reach, zero), both)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -360,7 +363,7 @@ def _reflection(source, y, x):
     padded rows), ``y`` and ``x`` at most the height and width - 1 outside."""
     width = source.shape[1]
     if x < 0:
-        return np.float32(2.0) * _row_reflection(source, y, 0) - _row_reflection(source, y, -x)
+        return np.float32(2.0) * _row_reflection(source, y, x - x) - _row_reflection(source, y, -x)
     if x >= width:
         edge, mirrored = _row_reflection(source, y, width - 1), _row_reflection(source, y, 2 * (width - 1) - x)
         return np.float32(2.0) * edge - mirrored
@@ -407,7 +410,8 @@ def _ramp_box(low, high, box, flags):
     (i0, i1), (j0, j1) = box
     first, width = u(j0), u(j1 - j0)
     seen, row = flags[0], flags[1]
-    seen[:width] = 0
+    for j in range(width):
+        seen[j] = 0
     top, bottom = i1, i0
     for i in range(i0, i1):
         count = 0
@@ -454,6 +458,7 @@ def _block_ranges(source, offset, size, out, inset):
     column = np.empty((4, width), np.float32)
     line = np.empty((1, width), np.float32)
     inside = (offset, offset + source.shape[1])
+    zero = size - size  # a computed 0: a literal one would have the callees compiled for it
     for b in range(rows):
         first, last = b * size, min(height, (b + 1) * size)
         for i in range(first, last):
@@ -469,24 +474,26 @@ def _block_ranges(source, offset, size, out, inset):
                     line[0, x] = _reflection(source, y, x - offset)
                 for x in range(inside[1], width):
                     line[0, x] = _reflection(source, y, x - offset)
-                _fold_row(line[0], 0, column_low, column_high, next_low, next_high, (0, offset), i == first)
-                _fold_row(line[0], 0, column_low, column_high, next_low, next_high, (inside[1], width), i == first)
+                _fold_row(line[0], zero, column_low, column_high, next_low, next_high, (zero, offset), i == first)
+                _fold_row(line[0], zero, column_low, column_high, next_low, next_high, (inside[1], width), i == first)
                 if 0 <= y - inset < out.shape[0]:
                     target = out[y - inset]
                     for j in range(u(out.shape[1])):
                         target[j] = row[u(inset) + j]
             else:
-                _gather(source, offset, (i, 0), line, (0, 0), (1, width))
-                _fold_row(line[0], 0, column_low, column_high, next_low, next_high, (0, width), i == first)
+                _gather(source, offset, (i, zero), line, (zero, zero), (zero + 1, width))
+                _fold_row(line[0], zero, column_low, column_high, next_low, next_high, (zero, width), i == first)
         column_low, column_high = column[2 * ((last - 1 - first) % 2)], column[2 * ((last - 1 - first) % 2) + 1]
         for c in range(cols):
             least, most = column_low[c * size], column_high[c * size]
             for j in range(c * size + 1, min(width, (c + 1) * size)):
                 least, most = min(least, column_low[j]), max(most, column_high[j])
             low[b, c], high[b, c] = least, most
-    # A block beyond the last row or column adds nothing.
-    low[rows, :cols], high[rows, :cols] = low[rows - 1, :cols], high[rows - 1, :cols]
-    low[:, cols], high[:, cols] = low[:, cols - 1], high[:, cols - 1]
+    # A block beyond the last row or column adds nothing. (Loops here and below: slice assignment is slow to compile.)
+    for c in range(cols):
+        low[rows, c], high[rows, c] = low[rows - 1, c], high[rows - 1, c]
+    for b in range(rows + 1):
+        low[b, cols], high[b, cols] = low[b, cols - 1], high[b, cols - 1]
     ranges = np.empty((rows, cols), np.float32)
     for b in range(rows):
         for c in range(cols):
@@ -511,7 +518,8 @@ def _packed_sides(region, low, high, colour, origin, rows, cols, bits, packed, w
     for i in range(u(rows[0]), u(rows[1])):
         lows, highs = low[i], high[i]
         for w in range(u(2) * many):
-            packed[w, i, cols[0] : cols[1]] = 0
+            for j in range(u(cols[0]), u(cols[1])):
+                packed[w, i, j] = 0
         # Only the part of the row from its first pixel on a ramp to its last has a side.
         start, stop = cols
         while start < stop and highs[start] - lows[start] <= SAME_SURFACE:
@@ -566,7 +574,8 @@ def _packed_sums(packed, column_sums, sums, rows, cols, reach):
     first, width = u(cols[0]) - r, u(cols[1] - cols[0]) + u(2) * r
     total, prefix = np.empty(width, np.uint64), np.empty(width + u(1), np.uint64)
     for w in range(packed.shape[0]):
-        total[:] = 0
+        for j in range(width):
+            total[j] = 0
         for i in range(u(rows[0]) - r, u(rows[0]) + r):
             for j in range(width):
                 total[j] += packed[w, i, first + j]
@@ -694,6 +703,9 @@ def _snap_tiles(disparity, colour, offset, radius, split, colour_weight, tile):
     packed_sums = np.zeros((2 * words, rows, cols), np.uint64)
     snap_rows = np.zeros((10, cols), np.float64)
     flags = np.empty((2, cols), np.int32)
+    # Computed flags: literal ones would have a version of _extremes compiled for each.
+    yes = r > 0
+    no = not yes
     # No pixel of a tile whose windows' blocks span at most SAME_SURFACE is on a ramp.
     block = 2 * r + 1
     ranges = _block_ranges(disparity, offset, block, out, pad - offset)
@@ -717,16 +729,16 @@ def _snap_tiles(disparity, colour, offset, radius, split, colour_weight, tile):
             _gather(disparity, offset, (ty + i0 - pad, tx + j0 - pad), region, (i0 - pad, j0 - pad),
                     (i1 - i0 + 2 * pad, j1 - j0 + 2 * pad))  # fmt: skip
             reached = (i0 - r, i1 + r), (j0 - r, j1 + r)
-            _extremes(region, region, row_low, row_high, scratch, (i0 - pad, i1 + pad), reached[1], r, True, True)
-            _extremes(row_low, row_high, low, high, scratch, reached[0], reached[1], r, False, True)
+            _extremes(region, region, row_low, row_high, scratch, (i0 - pad, i1 + pad), reached[1], r, yes, yes)
+            _extremes(row_low, row_high, low, high, scratch, reached[0], reached[1], r, no, yes)
             # The pixels that are: the box that is left.
             inner = _ramp_box(low, high, inner, flags)
             (i0, i1), (j0, j1) = inner
             if i0 >= i1:
                 continue
             reached = (i0 - r, i1 + r), (j0 - r, j1 + r)
-            _extremes(low, high, row_low, row_high, scratch, reached[0], inner[1], r, True, True)
-            _extremes(row_low, row_high, wide_low, wide_high, scratch, inner[0], inner[1], r, False, True)
+            _extremes(low, high, row_low, row_high, scratch, reached[0], inner[1], r, yes, yes)
+            _extremes(row_low, row_high, wide_low, wide_high, scratch, inner[0], inner[1], r, no, yes)
             # The largest step to a neighbour, then the largest in the window.
             u = np.uint64
             for i in range(u(reached[0][0]), u(reached[0][1])):
@@ -737,8 +749,8 @@ def _snap_tiles(disparity, colour, offset, radius, split, colour_weight, tile):
                     a = a if a > b else b
                     c = c if c > d else d
                     steps[i, j] = a if a > c else c
-            _extremes(steps, steps, row_low, row_high, scratch, reached[0], inner[1], r, True, False)
-            _extremes(row_high, row_high, jumps, jumps, scratch, inner[0], inner[1], r, False, False)
+            _extremes(steps, steps, row_low, row_high, scratch, reached[0], inner[1], r, yes, no)
+            _extremes(row_high, row_high, jumps, jumps, scratch, inner[0], inner[1], r, no, no)
             if channels > 0:
                 origin = ty - offset, tx - offset
                 _packed_sides(region, low, high, colour, origin, reached[0], reached[1], bits, packed, words)
