@@ -198,17 +198,22 @@ def assert_same_bits(ours: np.ndarray, reference: np.ndarray) -> None:
 @pytest.mark.parametrize("size", [(75, 150), (131, 200), (9, 13)])
 def test_the_tiled_path_equals_the_whole_frame_path_to_the_bit(scale: float, size: tuple[int, int]) -> None:
     """refine_disparity (a tile at a time, smooth tiles skipped) against refine_disparity_reference (OpenCV's window
-    filters over the whole frame, then the per-pixel rule): not one bit apart, with colour of 3 or 1 channels, 16-bit
-    colour, or none, edges on tile and frame borders, and where the step goes (split) at either end."""
+    filters over the whole frame, then the per-pixel rule): not one bit apart, with colour of 3, 1 or 4 channels,
+    16-bit colour, or none, edges on tile and frame borders, and where the step goes (split) at either end."""
     assert refine_radius(8.3) == 11  # (2 r + 1)^2 * 255 >= 65536: the window sums take 32-bit lanes
     height, width = size
     image, soft = edged_scene(height, width, scale, seed=int(scale * 10) + height)
     grey, _ = edged_scene(height, width, scale, seed=1, channels=1)
     deep = image.astype(np.uint16) * 257 + 100
-    for picture in (image, grey[..., 0], deep, None):
+    rgba = np.concatenate([image, grey], axis=2)
+    for picture in (image, grey[..., 0], deep, rgba, None):
         for split in (0.2, 0.0, 1.0):
             ours = refine_disparity(picture, soft, scale=scale, split=split)
             assert_same_bits(ours, refine_disparity_reference(picture, soft, scale=scale, split=split))
+    # Zeros of either sign, which only a careless shortcut would tell apart.
+    zeros = np.where(np.abs(soft) < 3.0, np.float32(0.0), soft)
+    zeros[::2, ::3] = np.where(zeros[::2, ::3] == 0.0, np.float32(-0.0), zeros[::2, ::3])
+    assert_same_bits(refine_disparity(image, zeros, scale=scale), refine_disparity_reference(image, zeros, scale=scale))
     # Every window on a ramp: depth noise, upsampled.
     noise = np.random.default_rng(height).uniform(-30.0, 30.0, (max(1, height // 2), max(1, width // 2)))
     noisy = cv2.resize(noise.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
