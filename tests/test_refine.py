@@ -14,6 +14,7 @@ import torch
 from stereoconv.config import StereoConfig
 from stereoconv.dibr import refine_disparity, refine_disparity_torch, synthesize_view
 from stereoconv.parallax import StereoRenderer
+from stereoconv.refine import _TILE, refine_disparity_reference, refine_radius
 
 
 def refine_via_torch(image: np.ndarray | None, disparity: np.ndarray, **kwargs) -> np.ndarray:
@@ -157,6 +158,78 @@ def test_the_plan_refines_where_the_eyes_are_rendered_and_can_be_switched_off() 
     assert (on[24, :-2] - on[24, 2:]).max() > 0.9 * (on.max() - on.min())  # a step
     assert (off[24, :-2] - off[24, 2:]).max() < 0.6 * (off.max() - off.min())  # still the ramp
     np.testing.assert_allclose(on[:, :30], off[:, :30], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- the tiled path vs the whole-frame one
+
+
+def edged_scene(height: int, width: int, scale: float, seed: int, channels: int = 3):
+    """A frame and its soft disparity (-30..30 px, upsampled by ``scale`` from a coarse map as a model's is): a slope,
+    and objects whose edges fall on and beside the tiles' borders and the frame's, colour edges with them."""
+    rng = np.random.default_rng(seed)
+    disparity = np.tile(np.linspace(-8.0, 8.0, width, dtype=np.float32), (height, 1))
+    image = rng.integers(0, 30, (height, width, channels), dtype=np.uint8)
+    tile_rows, tile_cols = _TILE
+    rows = sorted(
+        {1, 2, height - 3, height - 2} | {t + d for t in range(tile_rows, height, tile_rows) for d in (-2, 0, 1)}
+    )
+    cols = sorted(
+        {1, 3, width - 4, width - 2} | {t + d for t in range(tile_cols, width, tile_cols) for d in (-1, 0, 2)}
+    )
+    for k, (y, x) in enumerate(zip(rows, cols * (len(rows) // len(cols) + 1), strict=False)):
+        near = rng.uniform(-30.0, 30.0)
+        y0, x0 = max(0, y - int(rng.integers(2, 12))), max(0, x - int(rng.integers(2, 12)))
+        disparity[y0 : y + 1, x0 : x + 1] = near  # corners on tile and frame borders
+        disparity[y:, x : x + 1 + k % 3] = -near / 2  # and a strip down from it
+        image[y0 : y + 1, x0 : x + 1] = rng.integers(0, 256, channels)
+    coarse = (max(1, round(width / scale)), max(1, round(height / scale)))
+    small = cv2.resize(disparity, coarse, interpolation=cv2.INTER_AREA)
+    method = cv2.INTER_CUBIC if seed % 2 else cv2.INTER_LINEAR
+    return image, cv2.resize(small, (width, height), interpolation=method).astype(np.float32)
+
+
+def assert_same_bits(ours: np.ndarray, reference: np.ndarray) -> None:
+    assert ours.dtype == reference.dtype == np.float32 and ours.shape == reference.shape
+    differ = np.flatnonzero(ours.view(np.uint32) != reference.view(np.uint32))
+    assert differ.size == 0, f"{differ.size} pixels differ, first at {np.unravel_index(differ[0], ours.shape)}"
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.08, 4.17, 8.3])  # radius 3, 5, 7 and 11 (wider sums than 16 bits)
+@pytest.mark.parametrize("size", [(75, 150), (131, 200), (9, 13)])
+def test_the_tiled_path_equals_the_whole_frame_path_to_the_bit(scale: float, size: tuple[int, int]) -> None:
+    """refine_disparity (a tile at a time, smooth tiles skipped) against refine_disparity_reference (OpenCV's window
+    filters over the whole frame, then the per-pixel rule): not one bit apart, with colour of 3, 1 or 4 channels,
+    16-bit colour, or none, edges on tile and frame borders, and where the step goes (split) at either end."""
+    assert refine_radius(8.3) == 11  # (2 r + 1)^2 * 255 >= 65536: the window sums take 32-bit lanes
+    height, width = size
+    image, soft = edged_scene(height, width, scale, seed=int(scale * 10) + height)
+    grey, _ = edged_scene(height, width, scale, seed=1, channels=1)
+    deep = image.astype(np.uint16) * 257 + 100
+    rgba = np.concatenate([image, grey], axis=2)
+    for picture in (image, grey[..., 0], deep, rgba, None):
+        for split in (0.2, 0.0, 1.0):
+            ours = refine_disparity(picture, soft, scale=scale, split=split)
+            assert_same_bits(ours, refine_disparity_reference(picture, soft, scale=scale, split=split))
+    # Zeros of either sign, which only a careless shortcut would tell apart.
+    zeros = np.where(np.abs(soft) < 3.0, np.float32(0.0), soft)
+    zeros[::2, ::3] = np.where(zeros[::2, ::3] == 0.0, np.float32(-0.0), zeros[::2, ::3])
+    assert_same_bits(refine_disparity(image, zeros, scale=scale), refine_disparity_reference(image, zeros, scale=scale))
+    # Every window on a ramp: depth noise, upsampled.
+    noise = np.random.default_rng(height).uniform(-30.0, 30.0, (max(1, height // 2), max(1, width // 2)))
+    noisy = cv2.resize(noise.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    assert_same_bits(refine_disparity(image, noisy, scale=scale), refine_disparity_reference(image, noisy, scale=scale))
+    assert_same_bits(refine_disparity(None, noisy, scale=scale), refine_disparity_reference(None, noisy, scale=scale))
+
+
+def test_the_tiled_path_copies_smooth_tiles_and_refines_the_rest() -> None:
+    """A frame mostly smooth, one object: the tiles away from it come back as they went in, the object's edge is
+    refined, and the two paths agree on it."""
+    image, soft = edged_scene(96, 192, 2.08, seed=5)
+    soft[:, 100:] = np.linspace(0.0, 2.0, 92, dtype=np.float32)  # a gentle slope: within SAME_SURFACE per window
+    ours = refine_disparity(image, soft, scale=2.08)
+    np.testing.assert_array_equal(ours[:, 120:], soft[:, 120:])
+    assert not np.array_equal(ours[:, :90], soft[:, :90])
+    assert_same_bits(ours, refine_disparity_reference(image, soft, scale=2.08))
 
 
 def test_thin_needs_the_image() -> None:
