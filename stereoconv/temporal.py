@@ -173,87 +173,24 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _block_sum(values: np.ndarray, start: int, count: int) -> float:
-    """numpy's float64 sum of ``values[start:start + count]`` for ``count <= 128``: eight running sums."""
-    if count < 8:
-        total = -0.0
-        for i in range(start, start + count):
-            total += values[i]
-        return total
-    r0, r1, r2, r3 = values[start], values[start + 1], values[start + 2], values[start + 3]
-    r4, r5, r6, r7 = values[start + 4], values[start + 5], values[start + 6], values[start + 7]
-    i = start + 8
-    end = start + count - count % 8
-    while i < end:
-        r0 += values[i]
-        r1 += values[i + 1]
-        r2 += values[i + 2]
-        r3 += values[i + 3]
-        r4 += values[i + 4]
-        r5 += values[i + 5]
-        r6 += values[i + 6]
-        r7 += values[i + 7]
-        i += 8
-    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < start + count:
-        total += values[i]
-        i += 1
-    return total
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _pairwise_sum(values: np.ndarray) -> float:
-    """``values.sum()`` of a float64 1-D array as numpy adds it up, to the bit: halves (at multiples of 8) until
-    blocks of at most 128, summed by :func:`_block_sum`. Walked with a stack, not by recursion: numba's on-disk
-    cache crashes on recursive functions."""
-    count = values.size
-    if count <= 128:
-        return _block_sum(values, 0, count)
-    starts, counts = np.empty(64, np.int64), np.empty(64, np.int64)
-    phases, lefts = np.zeros(64, np.int64), np.empty(64)  # phase: 0 left half next, 1 right half next, 2 both done
-    starts[0], counts[0], top = 0, count, 1
-    result = 0.0
-    while top > 0:
-        node = top - 1
-        size = counts[node]
-        if size <= 128:
-            result = _block_sum(values, starts[node], size)
-            top -= 1
-            continue
-        half = size // 2
-        half -= half % 8
-        if phases[node] == 0:
-            phases[node] = 1
-            starts[top], counts[top], phases[top] = starts[node], half, 0
-            top += 1
-        elif phases[node] == 1:
-            lefts[node] = result
-            phases[node] = 2
-            starts[top], counts[top], phases[top] = starts[node] + half, size - half, 0
-            top += 1
-        else:
-            result = lefts[node] + result
-            top -= 1
-    return result
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """``(a, b, |a x + b - y|)`` of the least-squares line through float64 ``x``, ``y``: the numpy expressions
-    ``dx = x - x.mean(); a = (dx * (y - y.mean())).sum() / (dx * dx).sum()`` step by step (not np.dot: BLAS's
-    threads spin against the pipeline's own, and its sums depend on their number)."""
+    """``(a, b, |a x + b - y|)`` of the least-squares line through float64 ``x``, ``y``: ``dx = x - mean(x)``,
+    ``a = sum(dx * (y - mean(y))) / sum(dx * dx)``, in float64 running sums (not np.dot: BLAS's threads spin
+    against the pipeline's own, and its sums differ from these in the last bits only)."""
     count = x.size
-    mx = _pairwise_sum(x) / count
-    my = _pairwise_sum(y) / count
-    products = np.empty(count)
-    squares = np.empty(count)
+    sum_x = sum_y = 0.0
+    for i in range(count):
+        sum_x += x[i]
+        sum_y += y[i]
+    mx, my = sum_x / count, sum_y / count
+    cross = square = 0.0
     for i in range(count):
         dx = x[i] - mx
-        products[i] = dx * (y[i] - my)
-        squares[i] = dx * dx
-    a = _pairwise_sum(products) / _pairwise_sum(squares)
+        cross += dx * (y[i] - my)
+        square += dx * dx
+    a = cross / square
     b = my - a * mx
-    residual = products  # reused
+    residual = np.empty(count)
     for i in range(count):
         residual[i] = abs(a * x[i] + b - y[i])
     return a, b, residual
