@@ -395,7 +395,7 @@ def _both_eyes(image: np.ndarray, disparity: np.ndarray, synthesize: Synthesizer
     if (
         synthesize is not synthesize_view
         or image.shape[0] * image.shape[1] < _PARALLEL_EYES_PIXELS
-        or (os.cpu_count() or 1) < 2
+        or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) < 2
     ):
         return synthesize(image, disparity, +1), synthesize(image, disparity, -1)
     views: dict[int, np.ndarray] = {}
