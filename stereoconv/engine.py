@@ -40,7 +40,7 @@ from .packing import eye_size, pack
 from .parallax import StereoPlan, StereoRenderer, Synthesizer, render_plan
 from .scenes import CutDetector, make_detector
 from .subtitles import Caption, CaptionTrack, open_captions
-from .temporal import TemporalSmoother
+from .temporal import Motion, TemporalSmoother, frame_gray, motion_between
 
 T = TypeVar("T")
 
@@ -174,6 +174,53 @@ def _closing(items: Iterable[object]) -> None:
         close()
 
 
+def motion_workers(cores: int | None = None) -> int:
+    """Threads computing the smoother's optical flow ahead of it: a quarter of the cores, 1 to 4. The flow needs no
+    state, so it leaves the smoothing thread (which must go frame by frame) only the per-pixel work."""
+    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                             else os.cpu_count() or 1)  # fmt: skip
+    return max(1, min(4, cores // 4))
+
+
+def _warp(previous: Future[np.ndarray], current: Future[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    return motion_between(current.result(), previous.result())
+
+
+def with_motion(
+    items: Iterable[tuple[Frame, bool, np.ndarray]], workers: int, flow: bool = True
+) -> Iterator[tuple[Frame, bool, np.ndarray, Motion]]:
+    """``items`` (frame, cut, depth) with each frame's :class:`~stereoconv.temporal.Motion`: its grey on the depth's
+    grid and, unless it starts a shot (or ``flow`` is off), the warp from the frame before, computed on ``workers``
+    threads a few frames ahead of the consumer. The threads are always joined."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="stereoconv-flow")
+    # frame, cut, depth, and the futures of the grey before, its grey and the warp between them
+    pending: deque[tuple[Frame, bool, np.ndarray, Future | None, Future, Future | None]] = deque()
+    previous: Future[np.ndarray] | None = None
+
+    def ready(
+        item: tuple[Frame, bool, np.ndarray, Future | None, Future, Future | None],
+    ) -> tuple[Frame, bool, np.ndarray, Motion]:
+        frame, is_cut, depth, before, gray, warp = item
+        if warp is None or before is None:
+            return frame, is_cut, depth, Motion(gray.result())
+        return frame, is_cut, depth, Motion(gray.result(), before.result(), warp.result())
+
+    try:
+        for frame, is_cut, depth in items:
+            gray = pool.submit(frame_gray, frame.rgb, depth.shape)
+            # Submitted after both greys it waits for (the pool runs tasks in order): no task waits on one not started
+            warp = pool.submit(_warp, previous, gray) if flow and previous is not None and not is_cut else None
+            pending.append((frame, is_cut, depth, previous, gray, warp))
+            previous = gray
+            if len(pending) > 2 * workers:
+                yield ready(pending.popleft())
+        while pending:
+            yield ready(pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _closing(items)
+
+
 def plan_stage(
     items: Iterable[tuple[Frame, bool, np.ndarray]],
     config: PipelineConfig,
@@ -199,14 +246,16 @@ def plan_stage(
     default = stages(config)
     smoother, renderer = default
     shot, first = first_shot, True
+    flow = config.temporal.motion_compensation or any(c.temporal.motion_compensation for c in (shots or {}).values())
+    stream = with_motion(items, motion_workers(), flow)
     try:
-        for frame, is_cut, raw_depth in items:
+        for frame, is_cut, raw_depth, motion in stream:
             if is_cut and not first:
                 shot += 1
             if shots and (is_cut or first):
                 smoother, renderer = stages(shots[shot]) if shot in shots else default
             first = False
-            depth = smoother(raw_depth, frame.rgb, cut=is_cut)
+            depth = smoother(raw_depth, frame.rgb, cut=is_cut, motion=motion)
             size = frame.rgb.shape[:2]
             plan = renderer.plan(depth, cut=is_cut, frame=size)
             caption = None
@@ -214,6 +263,7 @@ def plan_stage(
                 caption = captions(frame.time, size, plan.at, renderer.config.max_negative_parallax)
             yield frame, is_cut, depth, plan, caption
     finally:
+        _closing(stream)
         _closing(items)
 
 

@@ -29,7 +29,9 @@ runs the same class over a whole sequence.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -412,14 +414,45 @@ class _MotionWarp:
         return coordinates, valid
 
 
+_WARPS = threading.local()  # each thread's own optical flow (an OpenCV DIS object is not to be shared)
+
+
+def frame_gray(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The grey levels of ``rgb`` on a depth grid of ``shape`` (float32): what the smoother compares frames by."""
+    return _gray(rgb, shape)
+
+
+def motion_between(gray: np.ndarray, previous_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The warp lining ``previous_gray`` up with ``gray`` and its occlusion mask, as the smoother computes it, on this
+    thread's own optical flow: ``(coordinates, valid)`` for ``cv2.remap``."""
+    warp = getattr(_WARPS, "warp", None)
+    if warp is None:
+        warp = _WARPS.warp = _MotionWarp()
+    return warp(gray, previous_gray)
+
+
+@dataclass(frozen=True)
+class Motion:
+    """What the smoother takes from a frame and the one before it, which needs no state and so can be computed ahead,
+    on other threads: the frame's grey levels on the depth grid (:func:`frame_gray`), and the warp from the previous
+    frame's grey (``previous``: that very array, as the smoother got it with the previous frame) to this one
+    (:func:`motion_between`; None where not computed, e.g. at a cut)."""
+
+    gray: np.ndarray
+    previous: np.ndarray | None = None
+    warp: tuple[np.ndarray, np.ndarray] | None = None
+
+
 class TemporalSmoother:
     """Streaming depth normalization + alignment + bilateral temporal filter, reset at cuts.
 
     Call once per frame in decode order: ``smoother(depth, rgb, cut)`` with ``depth`` float32 HxW relative inverse
     depth (larger = nearer), ``rgb`` the uint8 frame (or None: no colour term, no alignment mask, no motion),
     ``cut`` True on the first frame of a shot. Returns normalized depth in [0, 1], float32 HxW, larger = nearer.
-    Everything runs on the depth's grid, which may be coarser than the frame (the pipeline's working resolution,
-    about the model's own): the frame's grey levels are area-averaged to it.
+    ``motion``: the frame's :class:`Motion`, computed ahead (the pipeline does, on other threads): its grey and warp
+    are used instead of computed here, with the same result. Everything runs on the depth's grid, which may be
+    coarser than the frame (the pipeline's working resolution, about the model's own): the frame's grey levels are
+    area-averaged to it.
 
     After each call, ``restarted`` is True when the frame started a shot without ``cut``: it disagreed with the
     running estimate almost everywhere (a missed cut; with ``rgb`` only), so nothing before it was used.
@@ -428,6 +461,7 @@ class TemporalSmoother:
     def __init__(self, config: TemporalConfig | None = None) -> None:
         self.config = config or TemporalConfig()
         self._motion = _MotionWarp() if self.config.motion_compensation else None
+        self._ahead: Motion | None = None  # the current frame's, while it is smoothed
         self.reset()
 
     def reset(self) -> None:
@@ -438,7 +472,9 @@ class TemporalSmoother:
         self._saved_age = 0
         self.restarted = False
 
-    def __call__(self, depth: np.ndarray, rgb: np.ndarray | None = None, cut: bool = False) -> np.ndarray:
+    def __call__(
+        self, depth: np.ndarray, rgb: np.ndarray | None = None, cut: bool = False, motion: Motion | None = None
+    ) -> np.ndarray:
         if depth.ndim != 2:
             raise ValueError(f"depth must be HxW, got shape {depth.shape}")
         if rgb is not None:
@@ -451,7 +487,10 @@ class TemporalSmoother:
             self.reset()
         self.restarted = False
         current = normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
-        gray = _gray(rgb, depth.shape) if rgb is not None else None
+        if motion is not None and rgb is not None and motion.gray.shape != depth.shape:
+            raise ValueError(f"motion's grey {motion.gray.shape} and depth {depth.shape} sizes differ")
+        self._ahead = motion
+        gray = (motion.gray if motion is not None else _gray(rgb, depth.shape)) if rgb is not None else None
         out = None
         if self._saved is not None:  # within two frames of a restart: has the picture from before it come back?
             self._saved_age += 1
@@ -484,7 +523,11 @@ class TemporalSmoother:
         assert previous is not None
         valid = _NO_MASK
         if self._motion is not None and gray is not None and previous_gray is not None:
-            coordinates, valid = self._motion(gray, previous_gray)
+            ahead = self._ahead
+            if ahead is not None and ahead.warp is not None and ahead.previous is previous_gray and ahead.gray is gray:
+                coordinates, valid = ahead.warp  # computed ahead, from the very same two greys
+            else:
+                coordinates, valid = self._motion(gray, previous_gray)
             previous = cv2.remap(previous, coordinates, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             previous_gray = cv2.remap(previous_gray, coordinates, None, cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)  # fmt: skip

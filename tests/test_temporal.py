@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ from synth import NEAR, shot_frames
 from temporal_reference import ReferenceSmoother
 
 from stereoconv.config import TemporalConfig
+from stereoconv.engine import motion_workers, with_motion
 from stereoconv.errors import ConfigError
 from stereoconv.temporal import (
     TemporalSmoother,
@@ -312,3 +314,48 @@ def test_normalize_is_the_numpy_formula():
     for values in (depth[:, ::2], depth.astype(np.float32)):
         want = (values.astype(np.float32) - np.float32(0.4)) * np.float32(1.0 / (1.7 - 0.4))
         np.testing.assert_array_equal(normalize(values, 0.4, 1.7), np.clip(want, 0.0, 1.0))  # NaN where NaN
+
+
+class _Frame:
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_motion_computed_ahead_on_other_threads_gives_the_same_depth(benchmark_video, workers):
+    """The pipeline computes each frame's grey and optical flow ahead of the smoother, on a pool of threads: the
+    smoothed depth and the restart decisions are exactly those of the smoother computing them itself, and the flow
+    computed ahead is what it uses (it computes its own only where it follows another frame: after a restart)."""
+    for name, (frames, depths, cuts) in benchmark_video.items():
+        inline, ahead = TemporalSmoother(), TemporalSmoother()
+        own_flows = []
+        flow = ahead._motion
+        ahead._motion = lambda gray, previous, flow=flow, calls=own_flows: calls.append(1) or flow(gray, previous)
+        items = [(_Frame(rgb), i in cuts, depth) for i, (rgb, depth) in enumerate(zip(frames, depths, strict=True))]
+        followed = 0
+        for i, (frame, is_cut, depth, motion) in enumerate(with_motion(iter(items), workers)):
+            want = inline(depth, frame.rgb, cut=is_cut)
+            got = ahead(depth, frame.rgb, cut=is_cut, motion=motion)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name}, frame {i}")
+            assert ahead.restarted == inline.restarted
+            followed += motion.warp is not None
+        assert followed >= len(frames) - len(cuts) - 1
+        assert len(own_flows) <= 6, f"{name}: the smoother computed {len(own_flows)} flows itself"
+
+
+def test_motion_ahead_stops_its_threads_and_passes_the_sources_error_on():
+    def frames(count, error=None):
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            yield _Frame(rng.integers(0, 255, (36, 64, 3), dtype=np.uint8)), i == 0, np.zeros((18, 32), np.float32)
+        if error is not None:
+            raise error
+
+    with pytest.raises(OSError, match="decoder gave up"):
+        list(with_motion(frames(4, OSError("decoder gave up")), 2))
+    stream = with_motion(frames(20), 2)
+    assert next(stream)[3].warp is None  # the first frame follows none
+    assert next(stream)[3].warp is not None
+    stream.close()  # the consumer stops early
+    assert not [t for t in threading.enumerate() if t.name.startswith("stereoconv-flow")]
+    assert [motion_workers(c) for c in (1, 2, 8, 16, 64)] == [1, 1, 2, 4, 4]
