@@ -11,6 +11,9 @@ hits both alike), and reports the median ms per frame of each, their ratio, and 
 - one eye: ``dibr.synthesize_view`` (one compiled pass per row) against ``dibr.synthesize_view_reference`` (numpy
   and OpenCV over whole arrays);
 - both eyes: ``parallax.render_views`` (the two eyes at once on two threads) against the two eyes one after the other;
+- smoothing, flow ahead: the smoother over the sequence computing its optical flow itself, against the pipeline's
+  way (``engine.with_motion``: each frame's grey and flow computed ahead on other threads); the smoothing thread's
+  wall time per frame;
 - half-SBS packing: ``packing.pack`` (the squeeze compiled, straight into the packed frame) against two
   ``cv2.resize(INTER_AREA)`` and ``np.hstack``.
 
@@ -46,6 +49,7 @@ from throughput import decode_frames, resized_frames, scene_depth
 from stereoconv.config import load_config
 from stereoconv.depth import working_shape
 from stereoconv.dibr import synthesize_view, synthesize_view_reference
+from stereoconv.engine import motion_workers, with_motion
 from stereoconv.media import probe
 from stereoconv.packing import eye_size, pack
 from stereoconv.parallax import StereoRenderer, render_views
@@ -135,6 +139,34 @@ def sequence_runner(make: Callable[[], Any], frames: Sequence[np.ndarray], depth
     return run
 
 
+class _Frame:
+    def __init__(self, rgb: np.ndarray) -> None:
+        self.rgb = rgb
+
+
+def flow_ahead(frames: Sequence[np.ndarray], depths: Sequence[np.ndarray], repeat: int) -> dict[str, Any]:
+    """The smoothing thread's wall time per frame over the whole sequence: the smoother computing its optical flow
+    itself, against the pipeline's way, the flow computed ahead on :func:`~stereoconv.engine.motion_workers` threads
+    (``engine.with_motion``) while the smoother works on the frame before."""
+    workers = motion_workers()
+    items = [(_Frame(rgb), i == 0, depth) for i, (rgb, depth) in enumerate(zip(frames, depths, strict=True))]
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    apart = 0.0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        inline = TemporalSmoother()
+        old = [inline(d, f.rgb, cut=c) for f, c, d in items]
+        times["old"].append(1000 * (time.perf_counter() - started) / len(items))
+        started = time.perf_counter()
+        ahead = TemporalSmoother()
+        new = [ahead(d, f.rgb, cut=c, motion=m) for f, c, d, m in with_motion(iter(items), workers)]
+        times["new"].append(1000 * (time.perf_counter() - started) / len(items))
+        apart = max(apart, largest(tuple(old), tuple(new)))
+    old_ms, new_ms = statistics.median(times["old"]), statistics.median(times["new"])
+    return {"stage": f"smoothing, flow ahead ({workers} thread{'s' * (workers > 1)})", "old_ms": old_ms,
+            "new_ms": new_ms, "ratio": old_ms / new_ms, "max_difference": apart}  # fmt: skip
+
+
 def measure(args: Any) -> dict[str, Any]:
     info = probe(args.input)
     decoded, _ = decode_frames(info, args.start, args.frames, 0)
@@ -157,6 +189,7 @@ def measure(args: Any) -> dict[str, Any]:
         new_smoother = sequence_runner(TemporalSmoother, frames, depths)
         rows.append({"depth": kind, **compare("temporal smoothing", indices, old_smoother, new_smoother, args.repeat,
                                               largest)})  # fmt: skip
+        rows.append({"depth": kind, **flow_ahead(frames, depths, args.repeat)})
         pairs = list(zip(frames, disparities, strict=True))
         rows.append({"depth": kind, **compare(
             "edge refinement", pairs, lambda p: refine_disparity_reference(p[0], p[1], scale=scale),
