@@ -482,15 +482,14 @@ class TemporalSmoother:
             if rows > height or cols > width or abs(height * cols / width - rows) > 1 + height / width:
                 raise ValueError(f"frame {rgb.shape[:2]} and depth {depth.shape} sizes differ: the depth may be "
                                  "coarser than the frame, with its aspect")  # fmt: skip
-        cfg = self.config
         if cut or (self._prev is not None and self._prev.shape != depth.shape):
             self.reset()
         self.restarted = False
-        current = normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
+        current = self._normalized(depth)
         if motion is not None and rgb is not None and motion.gray.shape != depth.shape:
             raise ValueError(f"motion's grey {motion.gray.shape} and depth {depth.shape} sizes differ")
         self._ahead = motion
-        gray = (motion.gray if motion is not None else _gray(rgb, depth.shape)) if rgb is not None else None
+        gray = (motion.gray if motion is not None else self._grey(rgb, depth.shape)) if rgb is not None else None
         out = None
         if self._saved is not None:  # within two frames of a restart: has the picture from before it come back?
             self._saved_age += 1
@@ -514,6 +513,15 @@ class TemporalSmoother:
             out = current
         self._prev, self._prev_gray = out, gray
         return out
+
+    def _normalized(self, depth: np.ndarray) -> np.ndarray:
+        """Step 1: ``depth`` normalized between its percentiles."""
+        cfg = self.config
+        return normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
+
+    def _grey(self, rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """The frame's grey levels on the depth grid, where no :class:`Motion` brought them."""
+        return _gray(rgb, shape)
 
     def _follow(self, current: np.ndarray, gray: np.ndarray | None) -> np.ndarray | None:
         """Align ``current`` to the previous estimate and blend the two (steps 2-4 of the module docstring); None

@@ -2,7 +2,8 @@
 
 Readable, and the reference the fast path is tested against (tests/test_temporal.py): the same steps in the same
 order and the same optical flow, one numpy expression each, with numpy's own percentiles, medians and np.dot. The
-tuning constants are the module's, so the two cannot drift apart when one is retuned.
+tuning constants and the frame-by-frame state (cuts, restarts, flashes) are the module's, so the two cannot drift
+apart when one is retuned; only the numeric steps are this module's own.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from stereoconv.temporal import (
     _MAX_SAMPLES,
     _RESTART_STEADY,
     _TRANSITION,
+    TemporalSmoother,
     _optical_flow,
 )
 
@@ -116,59 +118,21 @@ class _MotionWarp:
         return map_x, map_y, valid
 
 
-class ReferenceSmoother:
-    """:class:`stereoconv.temporal.TemporalSmoother`, step by step in numpy: the same calls, the same results."""
+class ReferenceSmoother(TemporalSmoother):
+    """:class:`stereoconv.temporal.TemporalSmoother` with every numeric step in numpy: its frame-by-frame state (cuts,
+    restarts, flashes) is the smoother's own; normalization, the grey levels, the optical flow and the blend are
+    this module's."""
 
     def __init__(self, config: TemporalConfig | None = None) -> None:
-        self.config = config or TemporalConfig()
+        super().__init__(config)
         self._motion = _MotionWarp() if self.config.motion_compensation else None
-        self.reset()
 
-    def reset(self) -> None:
-        """Forget everything: the next frame starts a shot."""
-        self._prev: np.ndarray | None = None
-        self._prev_gray: np.ndarray | None = None
-        self._saved: tuple[np.ndarray, np.ndarray | None] | None = None  # the state before a restart, for a flash
-        self._saved_age = 0
-        self.restarted = False
-
-    def __call__(self, depth: np.ndarray, rgb: np.ndarray | None = None, cut: bool = False) -> np.ndarray:
-        if depth.ndim != 2:
-            raise ValueError(f"depth must be HxW, got shape {depth.shape}")
-        if rgb is not None:
-            (rows, cols), (height, width) = depth.shape, rgb.shape[:2]
-            if rows > height or cols > width or abs(height * cols / width - rows) > 1 + height / width:
-                raise ValueError(f"frame {rgb.shape[:2]} and depth {depth.shape} sizes differ: the depth may be "
-                                 "coarser than the frame, with its aspect")  # fmt: skip
+    def _normalized(self, depth: np.ndarray) -> np.ndarray:
         cfg = self.config
-        if cut or (self._prev is not None and self._prev.shape != depth.shape):
-            self.reset()
-        self.restarted = False
-        current = normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
-        gray = _gray(rgb, depth.shape) if rgb is not None else None
-        out = None
-        if self._saved is not None:  # within two frames of a restart: has the picture from before it come back?
-            self._saved_age += 1
-            latest = self._prev, self._prev_gray
-            self._prev, self._prev_gray = self._saved
-            out = self._follow(current, gray)
-            if out is None:
-                self._prev, self._prev_gray = latest
-                if self._saved_age >= 2:
-                    self._saved = None
-            else:  # it has: the restart was a flash, and the shot goes on from before it
-                self._saved = None
-        if out is None:
-            out = current if self._prev is None else self._follow(current, gray)
-        if out is None:  # another picture: a new shot, whatever the cut detector said
-            # Keep the state from before the first of the frames that restarted: a flash may last two of them.
-            saved = (self._saved, self._saved_age) if self._saved is not None else ((self._prev, self._prev_gray), 0)
-            self.reset()
-            self._saved, self._saved_age = saved
-            self.restarted = True
-            out = current
-        self._prev, self._prev_gray = out, gray
-        return out
+        return normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
+
+    def _grey(self, rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        return _gray(rgb, shape)
 
     def _follow(self, current: np.ndarray, gray: np.ndarray | None) -> np.ndarray | None:
         """Align ``current`` to the previous estimate and blend the two (steps 2-4 of the module docstring); None
