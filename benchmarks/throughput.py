@@ -383,13 +383,14 @@ def cache_stage(
     """Depth of every frame read from the cache (and resized to the frame size), as the cached re-render gets it.
     Fails if any frame would need the model."""
     with cached_estimator(cache, input_path, config.depth, load=_no_model) as estimator:
+        return timed(lambda: through(estimator, frames))[1], estimator.stats
 
-        def run() -> None:
-            for i in range(0, len(frames), estimator.batch_size):
-                batch = frames[i : i + estimator.batch_size]
-                estimator([f.rgb for f in batch], keys=[f.pts for f in batch])
 
-        return timed(run)[1], estimator.stats
+def through(estimator: Any, frames: Sequence[Frame]) -> None:
+    """Every frame's depth from a cached estimator, in its batches (the cache read, or filled where it lacks one)."""
+    for i in range(0, len(frames), estimator.batch_size):
+        batch = frames[i : i + estimator.batch_size]
+        estimator([f.rgb for f in batch], keys=[f.pts for f in batch])
 
 
 class _GivenMaps:
@@ -408,9 +409,7 @@ def fill_cache(
 ) -> None:
     """A depth cache for ``input_path`` whose entries for ``frames`` are ``maps`` (raw, one per frame, in order)."""
     with cached_estimator(cache, input_path, config.depth, load=lambda: _GivenMaps(maps)) as estimator:
-        for i in range(0, len(frames), estimator.batch_size):
-            batch = frames[i : i + estimator.batch_size]
-            estimator([f.rgb for f in batch], keys=[f.pts for f in batch])
+        through(estimator, frames)
 
 
 def temporal_stage(
