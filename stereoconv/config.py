@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -267,6 +268,12 @@ class OutputConfig(_Section):
     subtitle_stream: int | None = setting(None, "the text subtitle stream to burn, counted among the input's text "
                                           "subtitle streams from 0 (unset: the first marked default, else the "
                                           "first)", range=(0, 99), kind=int)  # fmt: skip
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it), what ``[runtime]``'s
+    automatic sizes follow."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)

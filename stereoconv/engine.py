@@ -16,7 +16,6 @@ drivers' (:mod:`~stereoconv.single_pass`, :mod:`~stereoconv.preview`, :mod:`~ste
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 from collections import deque
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 from .cache import CachedEstimator, cached_estimator
-from .config import PipelineConfig
+from .config import PipelineConfig, usable_cores
 from .depth import DepthEstimator, load_estimator
 from .device_render import render_eyes, render_packed
 from .dibr import synthesize_view
@@ -177,8 +176,7 @@ def _closing(items: Iterable[object]) -> None:
 def motion_workers(cores: int | None = None) -> int:
     """Threads computing the smoother's optical flow ahead of it: a quarter of the cores, 1 to 4. The flow needs no
     state, so it leaves the smoothing thread (which must go frame by frame) only the per-pixel work."""
-    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                             else os.cpu_count() or 1)  # fmt: skip
+    cores = cores if cores is not None else usable_cores()
     return max(1, min(4, cores // 4))
 
 
@@ -343,8 +341,7 @@ def render_workers(setting: int, on_cpu: bool, cores: int | None = None) -> int:
         return setting
     if not on_cpu:
         return 2
-    cores = cores if cores is not None else (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                             else os.cpu_count() or 2)  # fmt: skip
+    cores = cores if cores is not None else usable_cores()
     return max(2, min(8, cores // 2))
 
 

@@ -36,7 +36,6 @@ by themselves when a frame's map stops resembling the last one (:class:`MapChang
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .config import StereoConfig
+from .config import StereoConfig, usable_cores
 from .dibr import synthesize_view
 from .refine import refine_disparity
 
@@ -395,7 +394,7 @@ def _both_eyes(image: np.ndarray, disparity: np.ndarray, synthesize: Synthesizer
     if (
         synthesize is not synthesize_view
         or image.shape[0] * image.shape[1] < _PARALLEL_EYES_PIXELS
-        or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1) < 2
+        or usable_cores() < 2
     ):
         return synthesize(image, disparity, +1), synthesize(image, disparity, -1)
     views: dict[int, np.ndarray] = {}
