@@ -106,7 +106,16 @@ def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
     place; the same arithmetic, step by step, on the ranks it reads."""
     if np.isnan(values).any():  # numpy's NaN rules
         return np.percentile(values, percents)
-    count = values.size
+    below, above, gamma = percentile_ranks(values.size, percents)
+    ranked = _ranked(values, [*below, *above])
+    return percentile_lerp(np.array([ranked[i] for i in below], values.dtype),
+                           np.array([ranked[i] for i in above], values.dtype), gamma)  # fmt: skip
+
+
+def percentile_ranks(count: int, percents: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ranks (0 = smallest) ``np.percentile``'s linear method reads for each of ``percents`` among ``count``
+    values, the one below and the one above, and the weight ``gamma`` of the one above: what
+    :func:`percentile_lerp` makes the percentiles of, wherever the ranked values come from (a torch sort too)."""
     virtual = (count - 1) * np.true_divide(percents, 100)
     below = np.floor(virtual)
     below[virtual >= count - 1] = -1  # the largest value (numpy indexes it from the end)
@@ -114,11 +123,11 @@ def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
     above = below + 1
     above[below == -1] = -1
     gamma = virtual - below
-    below_i, above_i = below.astype(np.intp) % count, above.astype(np.intp) % count
-    ranked = _ranked(values, [*below_i, *above_i])
-    lower = np.array([ranked[i] for i in below_i], values.dtype)
-    upper = np.array([ranked[i] for i in above_i], values.dtype)
-    # numpy's _lerp: from the nearer end
+    return below.astype(np.intp) % count, above.astype(np.intp) % count, gamma
+
+
+def percentile_lerp(lower: np.ndarray, upper: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """numpy's ``_lerp`` of the values ranked as :func:`percentile_ranks` says: from the nearer end, float64."""
     diff = upper - lower
     out = np.add(lower, diff * gamma)
     np.subtract(upper, diff * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe", dtype=out.dtype)

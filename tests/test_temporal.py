@@ -11,10 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from synth import NEAR, shot_frames
 from temporal_reference import ReferenceSmoother
 
 from stereoconv.config import TemporalConfig
+from stereoconv.device_temporal import DeviceSmoother, remap_linear
 from stereoconv.engine import motion_workers, with_motion
 from stereoconv.errors import ConfigError
 from stereoconv.temporal import (
@@ -289,6 +291,56 @@ def test_compiled_path_matches_the_numpy_reference(benchmark_video, settings):
             restarts.append(fast.restarted)
         if colour and not cuts:
             assert any(restarts), "the missed cuts were not seen: the restart path went untested"
+
+
+DEVICE_TOLERANCE = 1e-5  # normalized depth: float32 rounding (the exponential, the remap's sums, the fit's sums)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"motion_compensation": False},
+        {"strength": 0.0},
+        {"alignment": 0.0},
+        {"strength": 0.95, "depth_sigma": 0.5, "color_sigma": 25.0, "low_percentile": 0.0, "high_percentile": 100.0},
+        {"colour": False},
+    ],
+    ids=["defaults", "no-motion", "no-blend", "no-alignment", "other-settings", "no-colour"],
+)
+def test_the_device_smoother_is_the_host_smoother(benchmark_video, settings):
+    """The GPU path's smoother, run here on CPU tensors, gives the host smoother's depth and restart decisions frame
+    after frame, with the motion computed ahead as the pipeline does, on clips with cuts given and with a missed
+    cut, a cross-fade and a flash."""
+    settings = dict(settings)
+    colour = settings.pop("colour", True)
+    config = TemporalConfig.from_dict(settings)
+    for name, (frames, depths, cuts) in benchmark_video.items():
+        host, device = TemporalSmoother(config), DeviceSmoother(config, "cpu")
+        items = [(_Frame(rgb), i in cuts, depth) for i, (rgb, depth) in enumerate(zip(frames, depths, strict=True))]
+        restarts = []
+        for i, (frame, is_cut, depth, motion) in enumerate(with_motion(iter(items), 2, config.motion_compensation)):
+            rgb = frame.rgb if colour else None
+            want = host(depth, rgb, cut=is_cut, motion=motion if colour else None)
+            got = device(torch.from_numpy(depth), rgb, cut=is_cut, motion=motion if colour else None)
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.float32 and tuple(got.shape) == want.shape
+            gap = float(np.abs(got.numpy() - want).max())
+            assert gap <= DEVICE_TOLERANCE, f"{name}, frame {i}: {gap:.3g} from the host smoother"
+            assert device.restarted == host.restarted, f"{name}, frame {i}"
+            restarts.append(device.restarted)
+        if colour and not cuts:
+            assert any(restarts), "the missed cuts were not seen: the restart path went untested"
+
+
+def test_the_device_remap_is_opencvs():
+    rng = np.random.default_rng(5)
+    image = rng.random((40, 60), dtype=np.float32)
+    coordinates = np.stack((rng.uniform(-5, 65, (40, 60)), rng.uniform(-5, 45, (40, 60))), axis=-1)
+    coordinates = coordinates.astype(np.float32)
+    coordinates[0, :4] = [[0, 0], [59, 39], [59.5, 12.25], [-0.5, 39.5]]  # on and just beyond the borders
+    want = cv2.remap(image, coordinates, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    got = remap_linear(torch.from_numpy(image), torch.from_numpy(coordinates)).numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
 def test_order_statistics_are_numpys():
