@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from .config import DepthConfig
-from .depth import load_estimator, model_fingerprint, model_spec, select_device, to_working
+from .depth import auto_batch_size, load_estimator, model_fingerprint, model_spec, select_device, to_working
 from .errors import MediaError, UsageError
 from .models import Preprocessing
 
@@ -502,10 +502,11 @@ def cached_estimator(
     description = {"input": str(Path(input_path).resolve()), "model": config.model, "input_size": config.input_size,
                    "output": config.output}  # fmt: skip
     cache = DepthCache(directory, input_fp, model_fp, description=description)
+    device = select_device(config.device)
     return CachedEstimator(
         load or (lambda: load_estimator(config)),
         cache,
-        batch_size=config.batch_size,
-        device=select_device(config.device),
+        batch_size=config.batch_size or auto_batch_size(device, prep.input_shape(1080, 1920)),
+        device=device,
         prep=prep,
     )

@@ -153,7 +153,10 @@ class DepthConfig(_Section):
                           "(inverse depth, larger = nearer: used as is) or metric (distance in metres or any unit, "
                           "larger = farther: turned into 1/depth); for a metric fine-tune whose config cannot say so",
                           choices=DEPTH_OUTPUTS)  # fmt: skip
-    batch_size: int = setting(4, "frames per model call", unit="frames", range=(1, 256))
+    batch_size: int = setting(0, "frames per model call (0: sized to the device: 4 on the CPU; on CUDA as many "
+                              "as a quarter of its memory holds, at about 300 MiB a frame at 518 px, 1 to 16; a "
+                              "batch the GPU runs out of memory on is split and later ones made smaller)",
+                              unit="frames", range=(0, 256))  # fmt: skip
     fp16: bool = setting(True, "half-precision autocast on CUDA (ignored elsewhere)")
     compile: bool = setting(False, "compile the model with torch.compile (slow first batch, faster after; CUDA)")
 

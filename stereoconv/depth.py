@@ -28,7 +28,7 @@ from .config import DepthConfig
 from .errors import ModelError
 from .models import METRIC_FLOOR, ModelSpec, Preprocessing, resolve
 
-__all__ = ["DepthEstimator", "Preprocessing", "TransformersDepthEstimator", "load_estimator", "model_fingerprint",
+__all__ = ["DepthEstimator", "Preprocessing", "TransformersDepthEstimator", "auto_batch_size", "load_estimator", "model_fingerprint",
            "preprocess", "select_device", "to_working", "upsample_depth", "working_shape"]  # fmt: skip
 
 
@@ -93,6 +93,25 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# The largest activations of one frame of Depth Anything V2 Small at its 518 x 924 input, measured as the peak memory
+# its forward pass adds (float32, on the CPU; half of it in fp16): about 300 MiB, growing with the input's pixels.
+_FRAME_BYTES = 300 << 20
+_FRAME_PIXELS = 518 * 924
+_MAX_AUTO_BATCH = 16
+
+
+def auto_batch_size(device: torch.device, input_shape: tuple[int, int] = (518, 924)) -> int:
+    """``depth.batch_size = 0``: frames per model call on ``device`` for inputs of ``input_shape`` (h, w). 4 on the CPU
+    and MPS (a larger batch gains nothing there); on CUDA as many frames as a quarter of the device's memory holds at
+    :data:`_FRAME_BYTES` a frame (scaled with the input's pixels), 1 to 16. Larger models need more a frame: a batch
+    that runs out of memory is split (:meth:`TransformersDepthEstimator.predict`)."""
+    if device.type != "cuda":
+        return 4
+    total = torch.cuda.get_device_properties(device).total_memory
+    frame = _FRAME_BYTES * max(1.0, input_shape[0] * input_shape[1] / _FRAME_PIXELS)
+    return max(1, min(_MAX_AUTO_BATCH, int(total / 4 // frame)))
+
+
 def upsample_depth(raw: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
     """Raw model output -> depth maps at the frame size.
 
@@ -105,10 +124,15 @@ def upsample_depth(raw: torch.Tensor, height: int, width: int) -> list[np.ndarra
         raise ValueError(f"expected raw depth of shape (B, h, w), got {tuple(raw.shape)}")
     if not raw.shape[0]:
         return []
+    return list(_resized(raw, height, width).cpu().numpy())
+
+
+def _resized(raw: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, h, w) raw depth -> float32 (B, ``height``, ``width``) on its device, bilinear with half-pixel centres."""
     depth = raw.float().unsqueeze(1)
     if tuple(depth.shape[2:]) != (height, width):
         depth = F.interpolate(depth, size=(height, width), mode="bilinear", align_corners=False)
-    return list(depth[:, 0].cpu().numpy().astype(np.float32, copy=False))
+    return depth[:, 0]
 
 
 def working_shape(height: int, width: int, rows: int, cols: int) -> tuple[int, int]:
@@ -181,6 +205,16 @@ class TransformersDepthEstimator:
         try:
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
                 predicted = self.model(pixel_values=x).predicted_depth
+        except torch.OutOfMemoryError:
+            if len(frames) == 1:
+                raise
+            # Too many frames for the device's memory: halve this batch, and the batches to come.
+            del x
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            half = (len(frames) + 1) // 2
+            self.batch_size = max(1, min(self.batch_size, half))
+            return torch.cat((self.predict(frames[:half]), self.predict(frames[half:])))
         except (RuntimeError, ValueError, IndexError) as exc:  # the model rejects this input: say which, in one line
             raise ModelError(f"{self.name} failed on a {x.shape[2]}x{x.shape[3]} input "
                              f"({self.prep.describe()}): {_first_line(exc)}") from exc  # fmt: skip
@@ -204,6 +238,16 @@ class TransformersDepthEstimator:
             return []
         height, width = frames[0].shape[:2]
         return self.to_frames(self.predict(frames), height, width)
+
+    @torch.inference_mode()
+    def device_maps(self, frames: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """What ``__call__`` returns, left on the model's device as float32 tensors: for a pipeline that smooths,
+        plans and renders there (the GPU-resident path), so the maps never cross to the host."""
+        if not len(frames):
+            return []
+        height, width = frames[0].shape[:2]
+        raw = self.predict(frames)
+        return list(_resized(raw, *working_shape(height, width, raw.shape[1], raw.shape[2])))
 
 
 # ---------------------------------------------------------------------------------------------- model loading
@@ -271,7 +315,8 @@ def load_estimator(config: DepthConfig) -> TransformersDepthEstimator:
     except (OSError, ValueError) as exc:
         raise ModelError(f"{config.model} has no usable preprocessor_config.json: {_first_line(exc)}") from exc
     spec = resolve(model_config.to_dict(), processor_cfg, config.input_size, config.output, name=config.model)
-    estimator = TransformersDepthEstimator(model, spec.prep, device=device, batch_size=config.batch_size,
+    batch_size = config.batch_size or auto_batch_size(device, spec.prep.input_shape(1080, 1920))
+    estimator = TransformersDepthEstimator(model, spec.prep, device=device, batch_size=batch_size,
                                            fp16=config.fp16, metric=spec.output == "metric", spec=spec,
                                            name=config.model)  # fmt: skip
     if config.compile:

@@ -32,7 +32,7 @@ def test_precedence_defaults_preset_file_flags(tmp_path):
     [
         ({"temporal.strength": 1.5}, "temporal.strength = 1.5 is out of range: allowed 0.0..0.99"),
         ({"output.format": "checkerboard"}, "output.format = 'checkerboard' is not allowed: choose one of half-sbs"),
-        ({"depth.batch_size": 0}, "depth.batch_size = 0 is out of range: allowed 1..256 frames"),
+        ({"depth.batch_size": -1}, "depth.batch_size = -1 is out of range: allowed 0..256 frames"),
         ({"depth.fp16": 1}, "depth.fp16 = 1 is not a bool"),
         ({"depth.batch_size": 2.5}, "depth.batch_size = 2.5 is not a int"),
         ({"colour.x": 1}, "unknown section [colour]"),

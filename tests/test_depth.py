@@ -8,7 +8,14 @@ import torch
 from synth import REAL_MODEL_CONFIG
 
 from stereoconv.config import DepthConfig
-from stereoconv.depth import DepthEstimator, Preprocessing, load_estimator, preprocess, select_device
+from stereoconv.depth import (
+    DepthEstimator,
+    Preprocessing,
+    auto_batch_size,
+    load_estimator,
+    preprocess,
+    select_device,
+)
 from stereoconv.errors import ModelError
 
 
@@ -116,3 +123,42 @@ def test_compile_setting_compiles_the_model(tiny_model, monkeypatch):
     assert compiled == []
     estimator = load_estimator(DepthConfig(model=str(tiny_model), input_size=28, device="cpu", compile=True))
     assert compiled == [estimator.model]
+
+
+def test_batch_size_follows_the_device(monkeypatch):
+    assert auto_batch_size(torch.device("cpu")) == 4
+    gib = 1 << 30
+
+    class Properties:
+        total_memory = 0
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: Properties)
+    cuda = torch.device("cuda")
+    for memory, frames in ((141 * gib, 16), (24 * gib, 16), (8 * gib, 6), (4 * gib, 3), (1 * gib, 1)):
+        Properties.total_memory = memory
+        assert auto_batch_size(cuda) == frames, memory
+    Properties.total_memory = 24 * gib
+    assert auto_batch_size(cuda, (1036, 1848)) == 5  # four times the pixels: a quarter of the frames
+
+
+def test_a_batch_the_device_cannot_hold_is_split_and_the_next_ones_are_smaller(tiny_model):
+    estimator = load_estimator(DepthConfig(model=str(tiny_model), input_size=56, batch_size=0, device="cpu"))
+    assert estimator.batch_size == 4  # sized to the device: the CPU's
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (50, 80, 3), dtype=np.uint8) for _ in range(5)]
+    want = estimator.predict(frames)
+    model, calls = estimator.model, []
+
+    def forward(pixel_values):
+        calls.append(len(pixel_values))
+        if len(pixel_values) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return model(pixel_values=pixel_values)
+
+    estimator.model = forward
+    got = estimator.predict(frames)
+    torch.testing.assert_close(got, want)
+    assert calls == [5, 3, 2, 1, 2] and estimator.batch_size == 2
+    estimator.model = lambda pixel_values: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory"))
+    with pytest.raises(torch.OutOfMemoryError):
+        estimator.predict(frames[:1])  # one frame that does not fit: nothing left to split
