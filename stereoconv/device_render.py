@@ -26,8 +26,11 @@ from .parallax import StereoPlan
 from .refine import refine_disparity_torch
 
 
-def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A host array on ``device``: through pinned memory without blocking on CUDA, as is elsewhere."""
+def upload(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host array on ``device``: through pinned memory without blocking on CUDA, as is elsewhere. A tensor (a plan
+    made on the device, :mod:`~stereoconv.device_plan`) is passed through: itself where it already is, else moved."""
+    if isinstance(array, torch.Tensor):
+        return array.to(device)  # the tensor itself, not a copy, when it is on ``device``
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     if device.type == "cuda":
         return tensor.pin_memory().to(device, non_blocking=True)

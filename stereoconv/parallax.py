@@ -126,10 +126,15 @@ def depth_to_disparity(
     if depth.ndim != 2:
         raise ValueError(f"depth must be HxW, got shape {depth.shape}")
     width = depth.shape[1] if width is None else width
-    scale = np.float32(parallax_scale(convergence, budget) * width / 200.0)
     out = np.subtract(depth, np.float32(convergence), dtype=np.float32)
-    out *= scale
+    out *= disparity_scale(convergence, budget, width)
     return out
+
+
+def disparity_scale(convergence: float, budget: ParallaxBudget, width: int) -> np.float32:
+    """The float32 factor of :func:`depth_to_disparity`: pixels of per-eye disparity per unit of ``z - c`` for a
+    frame ``width`` pixels wide, ``k * W / 200``."""
+    return np.float32(parallax_scale(convergence, budget) * width / 200.0)
 
 
 # ------------------------------------------------------------------------------------------------------ convergence
@@ -181,10 +186,11 @@ class MapChange:
         return 1.0 - best > _RESTART_DECORRELATION
 
     def __call__(self, values: np.ndarray) -> str:
-        side = max(1, int(np.sqrt(values.size / _CHANGE_BLOCKS)))
-        rows, cols = values.shape[0] // side, values.shape[1] // side
-        blocks = values[: rows * side, : cols * side].reshape(rows, side, cols, side)
-        sample = blocks.mean(axis=(1, 3), dtype=np.float64)
+        return self.decide(block_means(values))
+
+    def decide(self, sample: np.ndarray) -> str:
+        """``watch`` on the map's :func:`block_means` (``sample``, float64, as a map on any device brings them to
+        the host): the state machine itself."""
         previous, self._previous = self._previous, sample
         if self._before is not None:
             self._age += 1
@@ -204,9 +210,38 @@ class MapChange:
         return "same"
 
 
+def block_grid(height: int, width: int) -> tuple[int, int, int]:
+    """How :class:`MapChange` divides a ``height`` x ``width`` map: ``(side, rows, cols)``, ``rows`` x ``cols``
+    square blocks of ``side`` pixels (about 256 of them) from the top left corner; the remainder is left out."""
+    side = max(1, int(np.sqrt(height * width / _CHANGE_BLOCKS)))
+    return side, height // side, width // side
+
+
+def block_means(values: np.ndarray) -> np.ndarray:
+    """The means (float64, rows x cols) of the :func:`block_grid` blocks of a map (HxW)."""
+    side, rows, cols = block_grid(*values.shape)
+    blocks = values[: rows * side, : cols * side].reshape(rows, side, cols, side)
+    return blocks.mean(axis=(1, 3), dtype=np.float64)
+
+
 def _sample(depth: np.ndarray) -> np.ndarray:
-    step = max(1, int(np.sqrt(depth.size / _MAX_SAMPLES)))
+    """An even subsample of at most about 65536 pixels (a strided view; slicing only, so that a torch tensor gets
+    the same pixels)."""
+    step = max(1, int(np.sqrt(depth.shape[0] * depth.shape[1] / _MAX_SAMPLES)))
     return depth[::step, ::step]
+
+
+def convergence_sample(depth: np.ndarray, mode: str) -> np.ndarray:
+    """The pixels :func:`convergence_depth` ranks for ``mode`` (a view of ``depth``: numpy or torch alike): an even
+    subsample of the frame (``"percentile"``) or of its central region (``"subject"``)."""
+    if depth.ndim != 2 or not depth.shape[0] * depth.shape[1]:
+        raise ValueError(f"depth must be a non-empty HxW map, got shape {tuple(depth.shape)}")
+    if mode == "percentile":
+        return _sample(depth)
+    if mode == "subject":
+        height, width = depth.shape
+        return _sample(depth[height // 4 : height - height // 4, width // 4 : width - width // 4])
+    raise ValueError(f"unknown convergence mode {mode!r}: choose one of percentile, subject")
 
 
 def convergence_depth(depth: np.ndarray, mode: str = "percentile", percentile: float = 60.0) -> float:
@@ -220,15 +255,10 @@ def convergence_depth(depth: np.ndarray, mode: str = "percentile", percentile: f
       quarter of the frame), where the subject of a shot usually is. The median ignores a minority of other pixels
       there, so the subject lands on the screen plane when it fills most of that region.
     """
-    if depth.ndim != 2 or not depth.size:
-        raise ValueError(f"depth must be a non-empty HxW map, got shape {depth.shape}")
+    sample = convergence_sample(depth, mode)
     if mode == "percentile":
-        return float(np.percentile(_sample(depth), percentile))
-    if mode == "subject":
-        height, width = depth.shape
-        centre = depth[height // 4 : height - height // 4, width // 4 : width - width // 4]
-        return float(np.median(_sample(centre)))
-    raise ValueError(f"unknown convergence mode {mode!r}: choose one of percentile, subject")
+        return float(np.percentile(sample, percentile))
+    return float(np.median(sample))
 
 
 class ConvergenceTracker:
@@ -256,20 +286,27 @@ class ConvergenceTracker:
         self._change.reset()
         self.restarted = False
 
+    def measure(self, depth: np.ndarray) -> tuple[np.ndarray, float]:
+        """What the state machine reads of a frame: its :func:`block_means` (for :class:`MapChange`) and its
+        :func:`convergence_depth`. The plan on a torch device measures there (``device_plan``)."""
+        cfg = self.config
+        return block_means(depth), convergence_depth(depth, cfg.convergence, cfg.convergence_percentile)
+
     def __call__(self, depth: np.ndarray, cut: bool = False) -> float:
         cfg = self.config
-        if cut or self._shape != depth.shape:
+        shape = tuple(depth.shape)
+        if cut or self._shape != shape:
             self.reset()
-        change = self._change(depth)
+        blocks, value = self.measure(depth)
+        change = self._change.decide(blocks)
         self.restarted = change == "new"
         if change == "new":
             self._saved, self._value = self._value, None
         elif change == "back":  # the frames since the restart were a blip: the shot before it goes on
             self._value = self._saved
-        value = convergence_depth(depth, cfg.convergence, cfg.convergence_percentile)
         if self._value is not None:
             value = cfg.convergence_smoothing * self._value + (1.0 - cfg.convergence_smoothing) * value
-        self._value, self._shape = value, depth.shape
+        self._value, self._shape = value, shape
         return value
 
 
@@ -328,22 +365,28 @@ class FloatingWindow:
         self._change.reset()
         self.restarted = False
 
+    def measure(self, disparity: np.ndarray, column: float) -> tuple[np.ndarray, tuple[float, float]]:
+        """What the state machine reads of a frame: its :func:`block_means` (for :class:`MapChange`) and its
+        :func:`window_violations`. The plan on a torch device measures there (``device_plan``)."""
+        return block_means(disparity), window_violations(disparity, column)
+
     def __call__(self, disparity: np.ndarray, cut: bool = False, column: float = 1.0) -> tuple[float, float]:
         """``disparity`` and ``column`` as for :func:`window_violations`."""
-        if cut or self._shape != disparity.shape:
+        shape = tuple(disparity.shape)
+        if cut or self._shape != shape:
             self.reset()
-        change = self._change(disparity)
+        blocks, now = self.measure(disparity, column)
+        change = self._change.decide(blocks)
         self.restarted = change == "new"
         if change == "new":
             self._saved, self._bands = self._bands, None
         elif change == "back":
             self._bands = self._saved
-        now = window_violations(disparity, column)
         if self._bands is not None:
             s = self.smoothing
             now = (max(now[0], s * self._bands[0] + (1 - s) * now[0]),
                    max(now[1], s * self._bands[1] + (1 - s) * now[1]))  # fmt: skip
-        self._bands, self._shape = now, disparity.shape
+        self._bands, self._shape = now, shape
         return now
 
 
@@ -438,9 +481,11 @@ class StereoPlan:
 
     ``disparity``: the per-eye disparity, float32, larger = nearer, in pixels of the frame, on the grid of the depth
     it came from (the working resolution: about the model's own, never finer than the frame); :meth:`at` brings it to
-    any size. ``frame``: the frame's (height, width). ``convergence``: the normalized depth on the screen plane.
-    ``window``: the floating-window band widths in frame pixels (left edge of the left eye, right edge of the right
-    eye). ``edges``: how depth edges are refined where the eyes are rendered (None: not refined).
+    any size. A numpy array, or a torch tensor on the device it was planned on
+    (:class:`~stereoconv.device_plan.DeviceStereoRenderer`). ``frame``: the frame's (height, width).
+    ``convergence``: the normalized depth on the screen plane. ``window``: the floating-window band widths in frame
+    pixels (left edge of the left eye, right edge of the right eye). ``edges``: how depth edges are refined where the
+    eyes are rendered (None: not refined).
     """
 
     disparity: np.ndarray
@@ -451,9 +496,11 @@ class StereoPlan:
 
     def at(self, height: int, width: int) -> np.ndarray:
         """The disparity at ``height`` x ``width`` in that size's pixels (bilinear, values scaled with the width;
-        not refined): float32 HxW, a new array."""
-        frame_width = self.frame[1] if self.frame is not None else self.disparity.shape[1]
+        not refined): float32 HxW, a new array on the host (a plan's disparity on a torch device is brought here)."""
         disparity = self.disparity
+        if not isinstance(disparity, np.ndarray):  # a torch tensor
+            disparity = disparity.detach().cpu().numpy()
+        frame_width = self.frame[1] if self.frame is not None else disparity.shape[1]
         if disparity.shape != (height, width):
             disparity = cv2.resize(disparity, (width, height), interpolation=cv2.INTER_LINEAR)
         else:
@@ -534,14 +581,20 @@ class StereoRenderer:
     ``refine_edges``) looks as far as that upsampling blurred. None: depth at the frame's own size.
     """
 
+    # What plans on another kind of array (``device_plan``) replaces: the state machines' measuring and the
+    # disparity's arithmetic.
+    _tracker: type[ConvergenceTracker] = ConvergenceTracker
+    _window: type[FloatingWindow] = FloatingWindow
+    _disparity = staticmethod(depth_to_disparity)
+
     def __init__(
         self, config: StereoConfig | None = None, depth_shape: Callable[[int, int], tuple[int, int]] | None = None
     ) -> None:
         self.config = config or StereoConfig()
         self.depth_shape = depth_shape
         self.budget = ParallaxBudget.from_config(self.config)
-        self.convergence = ConvergenceTracker(self.config)
-        self.window = FloatingWindow(self.config.convergence_smoothing) if self.config.floating_window else None
+        self.convergence = self._tracker(self.config)
+        self.window = self._window(self.config.convergence_smoothing) if self.config.floating_window else None
 
     def reset(self) -> None:
         """Forget everything: the next frame starts a shot."""
@@ -558,7 +611,7 @@ class StereoRenderer:
             raise ValueError(f"depth must be HxW, got shape {depth.shape}")
         frame = tuple(depth.shape) if frame is None else (int(frame[0]), int(frame[1]))
         convergence = self.convergence(depth, cut)
-        disparity = depth_to_disparity(depth, convergence, self.budget, width=frame[1])
+        disparity = self._disparity(depth, convergence, self.budget, width=frame[1])
         cfg = self.config
         column = frame[1] / depth.shape[1]
         window = self.window(disparity, cut, column) if self.window is not None else (0.0, 0.0)
