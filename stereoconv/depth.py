@@ -28,8 +28,9 @@ from .config import DepthConfig
 from .errors import ModelError
 from .models import METRIC_FLOOR, ModelSpec, Preprocessing, resolve
 
-__all__ = ["DepthEstimator", "Preprocessing", "TransformersDepthEstimator", "auto_batch_size", "load_estimator", "model_fingerprint",
-           "preprocess", "select_device", "to_working", "upsample_depth", "working_shape"]  # fmt: skip
+__all__ = ["DepthEstimator", "Preprocessing", "TransformersDepthEstimator", "auto_batch_size", "load_estimator",
+           "model_fingerprint", "preprocess", "select_device", "to_working", "upsample_depth",
+           "working_shape"]  # fmt: skip
 
 
 @runtime_checkable

@@ -31,7 +31,9 @@ import torch
 from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig, usable_cores
 from .depth import DepthEstimator, load_estimator
+from .device_plan import DeviceStereoRenderer
 from .device_render import render_eyes, render_packed
+from .device_temporal import DeviceSmoother
 from .dibr import synthesize_view
 from .errors import StereoconvError, UsageError
 from .media import DecodeLosses, Frame, VideoInfo, decode
@@ -42,6 +44,7 @@ from .subtitles import Caption, CaptionTrack, open_captions
 from .temporal import Motion, TemporalSmoother, frame_gray, motion_between
 
 T = TypeVar("T")
+Depth = np.ndarray | torch.Tensor  # a depth map: on the host, or on the device the pipeline runs on
 
 
 # ----------------------------------------------------------------------------------------------------- stages
@@ -123,15 +126,20 @@ def with_given_cuts(
 
 
 def with_depth(
-    items: Iterable[tuple[Frame, bool]], estimator: DepthEstimator
-) -> Iterator[tuple[Frame, bool, np.ndarray]]:
-    """Add the raw depth (relative inverse depth, larger = nearer) to each frame, running the model in batches."""
+    items: Iterable[tuple[Frame, bool]], estimator: DepthEstimator, on_device: bool = False
+) -> Iterator[tuple[Frame, bool, Depth]]:
+    """Add the raw depth (relative inverse depth, larger = nearer) to each frame, running the model in batches.
+    ``on_device``: the maps stay on the model's device as tensors, where the estimator can (``device_maps``), for a
+    pipeline that smooths, plans and renders there."""
     batch: list[tuple[Frame, bool]] = []
+    device_maps = getattr(estimator, "device_maps", None) if on_device else None
 
-    def run() -> Iterator[tuple[Frame, bool, np.ndarray]]:
+    def run() -> Iterator[tuple[Frame, bool, Depth]]:
         rgbs = [frame.rgb for frame, _ in batch]
         if isinstance(estimator, CachedEstimator):  # a cache looks frames up by their source timestamp
             depths = estimator(rgbs, keys=[frame.pts for frame, _ in batch])
+        elif device_maps is not None:
+            depths = device_maps(rgbs)
         else:
             depths = estimator(rgbs)
         if len(depths) != len(batch):
@@ -153,7 +161,7 @@ class StereoFrame:
     """One frame through every stage before encoding.
 
     ``depth``: normalized, smoothed depth (float32 in [0, 1], larger = nearer) at the working resolution (the
-    frame's aspect at about the model's own size; the frame's size at most). ``plan``: the disparity,
+    frame's aspect at about the model's own size; the frame's size at most), on the host. ``plan``: the disparity,
     convergence and floating window the views were rendered from. ``packed``: the frame in the output layout, rendered
     from ``frame.source`` (uint8, or uint16 from a deep source's ``picture``)
     (None for a frame of the pre-roll, which is not rendered).
@@ -185,19 +193,19 @@ def _warp(previous: Future[np.ndarray], current: Future[np.ndarray]) -> tuple[np
 
 
 def with_motion(
-    items: Iterable[tuple[Frame, bool, np.ndarray]], workers: int, flow: bool = True
-) -> Iterator[tuple[Frame, bool, np.ndarray, Motion]]:
+    items: Iterable[tuple[Frame, bool, Depth]], workers: int, flow: bool = True
+) -> Iterator[tuple[Frame, bool, Depth, Motion]]:
     """``items`` (frame, cut, depth) with each frame's :class:`~stereoconv.temporal.Motion`: its grey on the depth's
     grid and, unless it starts a shot (or ``flow`` is off), the warp from the frame before, computed on ``workers``
     threads a few frames ahead of the consumer. The threads are always joined."""
     pool = ThreadPoolExecutor(workers, thread_name_prefix="stereoconv-flow")
     # frame, cut, depth, and the futures of the grey before, its grey and the warp between them
-    pending: deque[tuple[Frame, bool, np.ndarray, Future | None, Future, Future | None]] = deque()
+    pending: deque[tuple[Frame, bool, Depth, Future | None, Future, Future | None]] = deque()
     previous: Future[np.ndarray] | None = None
 
     def ready(
-        item: tuple[Frame, bool, np.ndarray, Future | None, Future, Future | None],
-    ) -> tuple[Frame, bool, np.ndarray, Motion]:
+        item: tuple[Frame, bool, Depth, Future | None, Future, Future | None],
+    ) -> tuple[Frame, bool, Depth, Motion]:
         frame, is_cut, depth, before, gray, warp = item
         if warp is None or before is None:
             return frame, is_cut, depth, Motion(gray.result())
@@ -205,7 +213,7 @@ def with_motion(
 
     try:
         for frame, is_cut, depth in items:
-            gray = pool.submit(frame_gray, frame.rgb, depth.shape)
+            gray = pool.submit(frame_gray, frame.rgb, tuple(depth.shape))
             # Submitted after both greys it waits for (the pool runs tasks in order): no task waits on one not started
             warp = pool.submit(_warp, previous, gray) if flow and previous is not None and not is_cut else None
             pending.append((frame, is_cut, depth, previous, gray, warp))
@@ -220,14 +228,15 @@ def with_motion(
 
 
 def plan_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray]],
+    items: Iterable[tuple[Frame, bool, Depth]],
     config: PipelineConfig,
     estimator: DepthEstimator | None = None,
     *,
     shots: Mapping[int, PipelineConfig] | None = None,
     first_shot: int = 0,
     captions: CaptionTrack | None = None,
-) -> Iterator[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]]:
+    device: torch.device | None = None,
+) -> Iterator[tuple[Frame, bool, Depth, StereoPlan, Caption | None]]:
     """Temporal smoothing and the stereo plan (convergence, disparity, window): the stateful steps, in frame order,
     on the depth's own grid (the working resolution). ``estimator``: the one the depth came from, which says the
     size of its model's maps (how far the refinement at rendering looks).
@@ -235,10 +244,15 @@ def plan_stage(
     ``shots``: settings for some shots (by index, counted from ``first_shot`` for the first frame here, plus one at
     every cut after it), whose ``temporal`` and ``stereo`` sections replace ``config``'s for that shot's frames. Every
     state resets at a cut anyway, so a shot's own smoother and renderer start there afresh; the other shots run
-    exactly as without ``shots``. ``captions``: subtitle cues to place on the frames (the last item of each tuple)."""
+    exactly as without ``shots``. ``captions``: subtitle cues to place on the frames (the last item of each tuple).
+    ``device``: smoothing and planning run there as torch ops (:mod:`~stereoconv.device_temporal`,
+    :mod:`~stereoconv.device_plan`; the depth and the plan's disparity stay there, host maps are uploaded once),
+    for a render stage on that device; None: on the host, compiled."""
     shape = depth_shape(estimator)
 
     def stages(cfg: PipelineConfig) -> tuple[TemporalSmoother, StereoRenderer]:
+        if device is not None:
+            return DeviceSmoother(cfg.temporal, device), DeviceStereoRenderer(cfg.stereo, depth_shape=shape)
         return TemporalSmoother(cfg.temporal), StereoRenderer(cfg.stereo, depth_shape=shape)
 
     default = stages(config)
@@ -266,7 +280,7 @@ def plan_stage(
 
 
 def render_stage(
-    items: Iterable[tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]],
+    items: Iterable[tuple[Frame, bool, Depth, StereoPlan, Caption | None]],
     layout: str,
     synthesize: Synthesizer | torch.device = synthesize_view,
     workers: int = 1,
@@ -279,10 +293,12 @@ def render_stage(
     packed at (half layouts: half the width or height; ``output.render_size``). ``synthesize``: renders one eye on
     the CPU, or a torch device where the whole stage runs (:mod:`stereoconv.device_render`: the frame goes up once,
     the packed frame comes down). Rendering needs no state, so ``workers`` threads render different frames at once;
-    results come out in frame order, whatever finishes first."""
+    results come out in frame order, whatever finishes first. The depth comes out on the host, wherever it was."""
 
-    def render(item: tuple[Frame, bool, np.ndarray, StereoPlan, Caption | None]) -> StereoFrame:
+    def render(item: tuple[Frame, bool, Depth, StereoPlan, Caption | None]) -> StereoFrame:
         frame, is_cut, depth, plan, caption = item
+        if isinstance(depth, torch.Tensor):
+            depth = depth.cpu().numpy()
         if wanted is not None and not wanted(frame):
             return StereoFrame(frame, is_cut, depth, plan, None)
         size = None
@@ -386,9 +402,11 @@ def stereo_frames(
         decided = with_cuts(frames, make_detector(config.scenes))
     else:
         decided = with_given_cuts(frames, cuts, first_index)
-    depth = threaded(with_depth(decided, estimator), runtime.queue_frames, name="stereoconv-depth")
-    planned = plan_stage(depth, config, estimator, shots=shots, first_shot=first_shot, captions=captions)
     synthesize = choose_synthesizer(config, estimator)
+    device = synthesize if isinstance(synthesize, torch.device) else None  # all after the model stays there
+    depth = threaded(with_depth(decided, estimator, device is not None), runtime.queue_frames, name="stereoconv-depth")
+    planned = plan_stage(depth, config, estimator, shots=shots, first_shot=first_shot, captions=captions,
+                         device=device)  # fmt: skip
     packed_size = config.output.render_size == "packed"
     workers = render_workers(runtime.render_workers, synthesize is synthesize_view)
     rendered = render_stage(planned, config.output.format, synthesize, workers, render, packed_size)

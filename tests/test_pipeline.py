@@ -8,9 +8,11 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 from synth import OracleEstimator, make_clip, shot_frames
 
 from stereoconv import PipelineConfig, UsageError, convert
+from stereoconv.depth import load_estimator
 from stereoconv.engine import stereo_frames, threaded
 from stereoconv.media import Frame
 from stereoconv.temporal import depth_percentiles, normalize
@@ -234,6 +236,29 @@ def test_output_is_identical_with_one_and_several_render_workers():
         for a, b in zip(runs[0], run, strict=True):
             np.testing.assert_array_equal(a.packed, b.packed)
             assert a.is_cut == b.is_cut
+
+
+def test_on_the_device_the_depth_stays_there_from_the_model_to_the_render(two_shot_clip, tiny_model):
+    """The GPU-resident path, on CPU tensors: with the render stage on the model's device, the model's maps stay
+    tensors there through smoothing and planning (the plan's disparity too), and what comes out - the smoothed depth
+    on the host, the plan, the packed frames - is the host path's, within float32 rounding and the renderers'
+    one-level tolerance. Two shots, the cut missed (no detector), flow on: every state machine is exercised."""
+    settings = {"depth.model": str(tiny_model), "depth.input_size": 56, "depth.device": "cpu", "scenes.enabled": False,
+                "stereo.floating_window": True}  # fmt: skip
+    estimator = load_estimator(config(**settings).depth)
+    device_maps, kinds = estimator.device_maps, []
+    estimator.device_maps = lambda rgbs: [kinds.append(type(m)) or m for m in device_maps(rgbs)]
+    frames = frames_of(two_shot_clip.frames)
+    runs = {}
+    for renderer in ("numpy", "torch"):
+        runs[renderer] = list(stereo_frames(frames, estimator, config(**settings, **{"runtime.renderer": renderer})))
+    assert kinds == [torch.Tensor] * len(frames), "the maps did not stay on the device"
+    for host, device in zip(runs["numpy"], runs["torch"], strict=True):
+        assert isinstance(device.plan.disparity, torch.Tensor) and isinstance(device.depth, np.ndarray)
+        np.testing.assert_allclose(device.depth, host.depth, rtol=0, atol=1e-5)
+        assert device.plan.convergence == pytest.approx(host.plan.convergence, abs=1e-6)
+        assert device.plan.window == pytest.approx(host.plan.window, abs=1e-3)
+        assert np.abs(device.packed.astype(int) - host.packed.astype(int)).max() <= 1
 
 
 def test_the_torch_renderer_matches_the_numpy_one_in_the_pipeline():
