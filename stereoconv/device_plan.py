@@ -34,6 +34,7 @@ from .parallax import (
     convergence_sample,
     disparity_scale,
 )
+from .temporal import percentile_ranks
 
 
 def _wide(device: torch.device) -> torch.dtype:
@@ -52,16 +53,13 @@ def _block_means(values: torch.Tensor) -> torch.Tensor:
 
 
 def _linear(count: int, percentile: float) -> tuple[int, int, float]:
-    """Where ``np.percentile`` (its default linear method) reads ``count`` sorted values: the ranks below and above
-    the virtual index (0 = smallest) and the weight ``gamma`` between them, computed as numpy computes them."""
-    q = np.true_divide(percentile, 100)
-    if not 0 <= q <= 1:
+    """Where ``np.percentile`` (its default linear method) reads ``count`` sorted values for one ``percentile``: the
+    ranks below and above (0 = smallest) and the weight ``gamma`` of the one above
+    (:func:`~stereoconv.temporal.percentile_ranks`)."""
+    if not 0 <= np.true_divide(percentile, 100) <= 1:
         raise ValueError("Percentiles must be in the range [0, 100]")
-    virtual = (count - 1) * q
-    if virtual >= count - 1:  # numpy reads the largest value, indexed from the end (-1), on both sides
-        return count - 1, count - 1, float(virtual + 1)
-    below = np.floor(virtual)
-    return int(below), int(below) + 1, float(virtual - below)
+    below, above, gamma = percentile_ranks(count, (percentile,))
+    return int(below[0]), int(above[0]), float(gamma[0])
 
 
 @functools.cache
