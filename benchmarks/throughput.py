@@ -41,7 +41,9 @@ with random weights (tests/synth.py ``make_tiny_model``): its cost is the real m
 **Per-stage cost**, on the same frames: decode them once into memory (to RGB), then run each stage on its own over
 them in pipeline order, each fed the previous stage's output: scene detection; depth (B's denominator, then the resize
 to the frame size); depth read from the cache instead (A's numerator does that); temporal smoothing; stereo plan and
-view synthesis (both eyes, with the renderer the pipeline picks); packing; encode. Nothing in the library is
+view synthesis (both eyes, with the renderer the pipeline picks); packing; encode. Where the pipeline renders on a
+device (CUDA), the depth stays there and the smoothing and the plan are timed there too, the smoothing with its
+optical flow computed ahead on the CPU's flow threads, as the pipeline does. Nothing in the library is
 instrumented. At each of ``--stage-heights`` this is done twice: on the model's maps (random weights: noise, depth
 edges everywhere, the worst case for the refinement and the renderer) and on scene-like maps of the same size (a ramp
 and five drifting objects, :func:`scene_depth`), closer to what a trained model delivers. ``convert`` overlaps the
@@ -83,10 +85,12 @@ from _common import SHARED_DATA, TESTS, facts_line, failer, finish, machine_fact
 from stereoconv import convert
 from stereoconv.cache import CacheStats, cached_estimator
 from stereoconv.config import LAYOUTS, PipelineConfig, load_config
-from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device, to_working
+from stereoconv.depth import TransformersDepthEstimator, load_estimator, select_device, to_working, to_working_tensor
+from stereoconv.device_plan import DeviceStereoRenderer
 from stereoconv.device_render import pack_torch, render_plan_torch, upload
+from stereoconv.device_temporal import DeviceSmoother
 from stereoconv.encode import VideoWriter
-from stereoconv.engine import choose_synthesizer, depth_shape, threaded, with_cuts
+from stereoconv.engine import choose_synthesizer, depth_shape, motion_workers, threaded, with_cuts, with_motion
 from stereoconv.errors import StereoconvError
 from stereoconv.media import Frame, VideoInfo, decode, probe
 from stereoconv.packing import eye_size, pack, packed_size
@@ -413,13 +417,27 @@ def fill_cache(
 
 
 def temporal_stage(
-    frames: Sequence[Frame], depths: Sequence[np.ndarray], cuts: Sequence[bool], config: PipelineConfig
-) -> tuple[list[np.ndarray], float]:
-    """Normalized, temporally smoothed depth, reset at cuts."""
+    frames: Sequence[Frame],
+    depths: Sequence[Any],
+    cuts: Sequence[bool],
+    config: PipelineConfig,
+    device: torch.device | None = None,
+) -> tuple[list[Any], float]:
+    """Normalized, temporally smoothed depth, reset at cuts. On the CPU the smoother computes its optical flow
+    itself, in this thread: the stage's whole cost. With ``device`` (the render stage's, where the pipeline keeps
+    the depth) it smooths the maps there (``DeviceSmoother``) with the flow computed ahead on the CPU's flow
+    threads, as the pipeline does; synchronized at the end."""
 
-    def run() -> list[np.ndarray]:
-        smoother = TemporalSmoother(config.temporal)
-        return [smoother(d, f.rgb, cut=c) for f, d, c in zip(frames, depths, cuts, strict=True)]
+    def run() -> list[Any]:
+        if device is None:
+            smoother = TemporalSmoother(config.temporal)
+            return [smoother(d, f.rgb, cut=c) for f, d, c in zip(frames, depths, cuts, strict=True)]
+        smoother = DeviceSmoother(config.temporal, device)
+        items = zip(frames, cuts, depths, strict=True)
+        flow = config.temporal.motion_compensation
+        out = [smoother(d, f.rgb, cut=c, motion=m) for f, c, d, m in with_motion(items, motion_workers(), flow)]
+        synchronize(device)
+        return out
 
     return timed(run)
 
@@ -449,7 +467,8 @@ def render_and_pack(
     seconds = dict.fromkeys(("plan", "eyes", "refine", "render", "pack"), 0.0)
     layout = config.output.format
     synthesize = choose_synthesizer(config, estimator)  # the pipeline's own choice: numpy on a CPU, torch on CUDA
-    renderer = StereoRenderer(config.stereo, depth_shape(estimator))  # state carries over, as in convert
+    planner = DeviceStereoRenderer if isinstance(synthesize, torch.device) else StereoRenderer  # planned there too
+    renderer = planner(config.stereo, depth_shape(estimator))  # state carries over, as in convert
     height, width = frames[0].rgb.shape[:2]
     eye_width, eye_height = width, height  # output.render_size: the frame's, or the packed eye's
     if config.output.render_size == "packed":
@@ -696,8 +715,18 @@ def stage_costs(
     height, width = frames[0].rgb.shape[:2]
     seconds: dict[str, float] = {}
     cuts, seconds["scenes"] = scene_stage(frames, config)
-    depths, seconds["depth_resize"] = timed(lambda: to_working(raw.to(estimator.device), height, width))
-    smoothed, seconds["temporal"] = temporal_stage(frames, depths, cuts, config)
+    synthesize = choose_synthesizer(config, estimator)
+    device = synthesize if isinstance(synthesize, torch.device) else None  # the depth stays there in the pipeline
+
+    def resized() -> list[Any]:
+        if device is None:
+            return to_working(raw.to(estimator.device), height, width)
+        maps = list(to_working_tensor(raw.to(device), height, width))
+        synchronize(device)
+        return maps
+
+    depths, seconds["depth_resize"] = timed(resized)
+    smoothed, seconds["temporal"] = temporal_stage(frames, depths, cuts, config, device)
     del depths
     packed, steps = render_and_pack(frames, smoothed, cuts, config, estimator)
     seconds.update(steps)
@@ -789,11 +818,11 @@ def measure_speed(args: argparse.Namespace, info: VideoInfo, device: torch.devic
             "parameters": parameters(estimator),
             "load_seconds": load_s,
             "warm_up_seconds": warm_s,
-            "batch_size": config.depth.batch_size,
+            "batch_size": estimator.batch_size,
             "input_size": config.depth.input_size,
             "input_shape": list(estimator.prep.input_shape(info.height, info.width)),
         },
-        "stage_labels": stage_labels(config),
+        "stage_labels": stage_labels(config, estimator.batch_size),
         "stages_ms_per_frame": {k: 1000 * s / n for k, s in seconds.items()},
         "stages_by_size_ms_per_frame": sizes,
         "stages_by_size_scene_depth_ms_per_frame": scene_sizes,
@@ -843,11 +872,11 @@ def ratios(report: dict[str, Any]) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------------- report
 
 
-def stage_labels(config: PipelineConfig) -> dict[str, str]:
+def stage_labels(config: PipelineConfig, batch_size: int) -> dict[str, str]:
     out, depth = config.output, config.depth
     return {
         "decode": "decode (to RGB)",
-        "depth_model": f"depth: model (preprocess + forward, batch {depth.batch_size}, input {depth.input_size})",
+        "depth_model": f"depth: model (preprocess + forward, batch {batch_size}, input {depth.input_size})",
         "depth_cache": "depth: read from cache (+ resize), instead",
         "scenes": "scene detection",
         "depth_resize": "depth: to the working resolution",

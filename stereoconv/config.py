@@ -289,8 +289,9 @@ class RuntimeConfig(_Section):
                                   unit="threads", range=(0, 64))  # fmt: skip
     queue_frames: int = setting(8, "frames each queue between two stages holds at most (memory stays bounded)",
                                 unit="frames", range=(1, 256))  # fmt: skip
-    renderer: str = setting("auto", "view synthesis: numpy (the CPU path, a compiled kernel), torch (on the depth "
-                            "model's device), or auto (torch when the model runs on CUDA)",
+    renderer: str = setting("auto", "where smoothing, planning and view synthesis run: numpy (on the CPU, compiled "
+                            "kernels), torch (as torch ops on the depth model's device, its maps kept there), or auto "
+                            "(torch when the model runs on CUDA)",
                             choices=("auto", "numpy", "torch"))  # fmt: skip
 
 

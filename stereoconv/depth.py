@@ -29,7 +29,7 @@ from .errors import ModelError
 from .models import METRIC_FLOOR, ModelSpec, Preprocessing, resolve
 
 __all__ = ["DepthEstimator", "Preprocessing", "TransformersDepthEstimator", "auto_batch_size", "load_estimator",
-           "model_fingerprint", "preprocess", "select_device", "to_working", "upsample_depth",
+           "model_fingerprint", "preprocess", "select_device", "to_working", "to_working_tensor", "upsample_depth",
            "working_shape"]  # fmt: skip
 
 
@@ -146,6 +146,11 @@ def working_shape(height: int, width: int, rows: int, cols: int) -> tuple[int, i
     return max(1, min(height, round(height * scale))), max(1, min(width, round(width * scale)))
 
 
+def to_working_tensor(raw: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """:func:`to_working` left on ``raw``'s device: float32 (B, h, w) at :func:`working_shape`."""
+    return _resized(raw, *working_shape(height, width, raw.shape[1], raw.shape[2]))
+
+
 def to_working(raw: torch.Tensor, height: int, width: int) -> list[np.ndarray]:
     """Raw model output (B, rows, cols) for ``height`` x ``width`` frames -> float32 maps at :func:`working_shape`
     (:func:`upsample_depth`). Fresh and cached depth both come this way."""
@@ -247,8 +252,7 @@ class TransformersDepthEstimator:
         if not len(frames):
             return []
         height, width = frames[0].shape[:2]
-        raw = self.predict(frames)
-        return list(_resized(raw, *working_shape(height, width, raw.shape[1], raw.shape[2])))
+        return list(to_working_tensor(self.predict(frames), height, width))
 
 
 # ---------------------------------------------------------------------------------------------- model loading
