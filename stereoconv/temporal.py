@@ -72,28 +72,72 @@ def depth_percentiles(depth: np.ndarray, low: float, high: float) -> tuple[float
     return float(lo), float(hi)
 
 
-# Order statistics by single-rank partitions: numpy's own np.percentile and np.median partition around several ranks
-# at once (and the last element, for NaNs), which costs several times as much. The values are the same numbers.
+# Order statistics by radix selection: the floats' bits made into integer keys that sort as the floats do, then the
+# key at each rank found 16 bits at a time (count each digit among the keys sharing the digits found so far). Two or
+# four passes over the values whatever their ties: numpy's introselect (np.partition, np.percentile, np.median) slows
+# down several times on the ties these samples are full of (flat depth, unchanged grey levels). The values are the
+# same numbers.
+_DIGIT = 16  # key bits resolved per pass
 
 
 def _ranked(values: np.ndarray, ranks: list[int]) -> dict[int, Any]:
-    """The values of rank ``ranks`` (0 = smallest) in the finite 1-D ``values``, which are reordered in place."""
-    found = {}
-    end = values.size  # values[:end] are the ``end`` smallest
-    for rank in sorted(set(ranks), reverse=True):
-        head = values[:end]
-        if rank == end - 1:  # the largest of them: one scan, moved to the end so the rest stays the smallest
-            top = int(head.argmax())
-            head[top], head[rank] = head[rank], head[top]
-        else:
-            head.partition(rank)
-        found[rank] = head[rank]
-        end = rank
-    return found
+    """The values of rank ``ranks`` (0 = smallest) in the finite 1-D float32 or float64 ``values``."""
+    wanted = np.array(sorted(set(ranks)), np.int64)
+    unsigned = np.uint32 if values.dtype == np.float32 else np.uint64
+    width = 8 * values.dtype.itemsize
+    found = _radix_select(_order_keys(np.ascontiguousarray(values).view(unsigned), width), wanted, width)
+    top = np.uint64(1) << np.uint64(width - 1)
+    bits = np.where(found & top, found & ~top, ~found).astype(unsigned)  # the keys' bits back (see _order_keys)
+    return dict(zip(wanted.tolist(), bits.view(values.dtype), strict=True))
+
+
+@numba.njit(cache=True, nogil=True)
+def _order_keys(bits: np.ndarray, width: int) -> np.ndarray:
+    """uint64 keys that sort as the finite floats whose IEEE ``bits`` (uint32 or uint64: ``width``) they are made
+    of: a negative's bits inverted, a positive's with the sign bit set."""
+    top = np.uint64(1) << np.uint64(width - 1)
+    mask = ~np.uint64(0) >> np.uint64(64 - width)
+    keys = np.empty(bits.size, np.uint64)
+    for i in range(bits.size):
+        b = np.uint64(bits[i])
+        keys[i] = (~b & mask) if b & top else (b | top)
+    return keys
+
+
+@numba.njit(cache=True, nogil=True)
+def _radix_select(keys: np.ndarray, ranks: np.ndarray, width: int) -> np.ndarray:
+    """The keys of rank ``ranks`` (0 = smallest) among ``keys`` (``width`` bits used): for each, from the top, the
+    _DIGIT-bit digit its rank falls in among the keys that share the digits found so far."""
+    out = np.empty(ranks.size, np.uint64)
+    digits = np.uint64((1 << _DIGIT) - 1)
+    first = np.zeros(1 << _DIGIT, np.int64)  # the top digit's counts: every rank starts from them
+    for k in keys:
+        first[(k >> np.uint64(width - _DIGIT)) & digits] += 1
+    for r in range(ranks.size):
+        rank, candidates, counts, shift, prefix = ranks[r], keys, first, width - _DIGIT, np.uint64(0)
+        while True:
+            digit = 0
+            while counts[digit] <= rank:
+                rank -= counts[digit]
+                digit += 1
+            prefix |= np.uint64(digit) << np.uint64(shift)
+            if shift == 0:
+                break
+            kept = np.empty(counts[digit], np.uint64)  # the keys with this digit, and the counts of their next one
+            counts = np.zeros(1 << _DIGIT, np.int64)
+            n = 0
+            for k in candidates:
+                if (k >> np.uint64(shift)) & digits == digit:
+                    kept[n] = k
+                    n += 1
+                    counts[(k >> np.uint64(shift - _DIGIT)) & digits] += 1
+            candidates, shift = kept, shift - _DIGIT
+        out[r] = prefix
+    return out
 
 
 def _median(values: np.ndarray) -> Any:
-    """``np.median`` of the finite 1-D ``values`` (reordered in place): the middle value, or the mean of the two."""
+    """``np.median`` of the finite 1-D float ``values``: the middle value, or the mean of the two."""
     middle = values.size // 2
     if values.size % 2:
         return _ranked(values, [middle])[middle]
@@ -102,8 +146,8 @@ def _median(values: np.ndarray) -> Any:
 
 
 def _percentiles(values: np.ndarray, percents: tuple[float, ...]) -> np.ndarray:
-    """``np.percentile(values, percents)`` (its default linear method, float64) of the 1-D ``values``, reordered in
-    place; the same arithmetic, step by step, on the ranks it reads."""
+    """``np.percentile(values, percents)`` (its default linear method, float64) of the 1-D float ``values``; the same
+    arithmetic, step by step, on the ranks it reads."""
     if np.isnan(values).any():  # numpy's NaN rules
         return np.percentile(values, percents)
     below, above, gamma = percentile_ranks(values.size, percents)
@@ -179,7 +223,7 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
             return 1.0, 0.0
         # Ordinary least squares in closed form (what np.polyfit(x, y, 1) solves, without its SVD).
         a, b, residual = _least_squares(x, y)
-        x, y = _within(x, y, residual, 3.0 * 1.4826 * _median(residual.copy()) + _EPS)
+        x, y = _within(x, y, residual, 3.0 * 1.4826 * _median(residual) + _EPS)
     return float(a), float(b)
 
 
@@ -227,7 +271,7 @@ def transition_level(gray: np.ndarray, previous_gray: np.ndarray) -> float:
 
 
 def _transition(changes: np.ndarray) -> float:
-    """:func:`transition_level` from the subsample's absolute grey changes (float32 1-D, reordered in place)."""
+    """:func:`transition_level` from the subsample's absolute grey changes (float32 1-D)."""
     change = float(_median(changes))
     return float(np.clip((change - _CALM) / (_TRANSITION - _CALM), 0.0, 1.0))
 

@@ -347,8 +347,10 @@ def test_order_statistics_are_numpys():
     rng = np.random.default_rng(3)
     for trial in range(400):
         size = int(rng.integers(1, 5000))
-        values = [rng.normal(size=size), rng.integers(0, 4, size).astype(float), rng.exponential(size=size) * 1e-6]
-        values = values[trial % 3].astype(np.float32 if trial % 2 else np.float64)
+        signed_zeros = rng.choice([-0.0, 0.0, 1.0, -1e30], size)  # ties at both zeros
+        values = [rng.normal(size=size), rng.integers(0, 4, size).astype(float), rng.exponential(size=size) * 1e-6,
+                  signed_zeros, np.full(size, rng.normal())]  # fmt: skip
+        values = values[trial % 5].astype(np.float32 if trial % 2 else np.float64)
         percents = tuple(
             float(p) for p in rng.choice([0.0, 2.0, 49.0, 50.0, 51.0, 98.0, 100.0, rng.uniform(0, 100)], 2)
         )
