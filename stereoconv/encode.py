@@ -412,7 +412,14 @@ class VideoWriter:
             if self._yuv != self._video.pix_fmt:
                 frame = frame.reformat(format=self._video.pix_fmt)
         else:
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb48le" if rgb.dtype == np.uint16 else "rgb24").reformat(
+            layout = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+            pixels = np.ascontiguousarray(rgb)
+            # The conversion reads the array in place (a copy into a frame costs more than the conversion itself);
+            # what it makes is the encoder's own frame. Not where nothing would be converted: the encoder would then
+            # hold on to the array's memory.
+            source = (av.VideoFrame.from_numpy_buffer(pixels, format=layout) if layout != self._video.pix_fmt
+                      else av.VideoFrame.from_ndarray(pixels, format=layout))  # fmt: skip
+            frame = source.reformat(
                 format=self._video.pix_fmt,
                 dst_colorspace=self._matrix,
                 dst_color_range=AVCOL_RANGE_MPEG,
