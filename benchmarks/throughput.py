@@ -97,7 +97,7 @@ from stereoconv.packing import eye_size, pack, packed_size
 from stereoconv.parallax import StereoRenderer, render_views
 from stereoconv.refine import refine_disparity
 from stereoconv.scenes import make_detector
-from stereoconv.temporal import TemporalSmoother
+from stereoconv.temporal import Motion, TemporalSmoother, frame_gray, motion_between
 
 DEFAULT_INPUT = SHARED_DATA / "videos" / "pyscenedetect" / "testvideo.mp4"
 REAL_MODEL_CONFIG = SHARED_DATA / "models" / "depth-anything-v2-small-config"
@@ -422,24 +422,41 @@ def temporal_stage(
     cuts: Sequence[bool],
     config: PipelineConfig,
     device: torch.device | None = None,
-) -> tuple[list[Any], float]:
-    """Normalized, temporally smoothed depth, reset at cuts. On the CPU the smoother computes its optical flow
-    itself, in this thread: the stage's whole cost. With ``device`` (the render stage's, where the pipeline keeps
-    the depth) it smooths the maps there (``DeviceSmoother``) with the flow computed ahead on the CPU's flow
-    threads, as the pipeline does; synchronized at the end."""
+) -> tuple[list[Any], float, float | None]:
+    """Normalized, temporally smoothed depth, reset at cuts: (maps, seconds, of them the grey levels and optical flow).
+    On the CPU, in this thread: each frame's grey and its flow from the frame before (what the pipeline computes ahead
+    of the smoother on other threads), then the smoother's own work; the two are timed apart. With ``device`` (the
+    render stage's, where the pipeline keeps the depth) it smooths the maps there (``DeviceSmoother``) with the flow
+    computed ahead on the CPU's flow threads, as the pipeline does, overlapped (not timed apart); synchronized."""
+    flow = config.temporal.motion_compensation
+    if device is not None:
 
-    def run() -> list[Any]:
-        if device is None:
-            smoother = TemporalSmoother(config.temporal)
-            return [smoother(d, f.rgb, cut=c) for f, d, c in zip(frames, depths, cuts, strict=True)]
-        smoother = DeviceSmoother(config.temporal, device)
-        items = zip(frames, cuts, depths, strict=True)
-        flow = config.temporal.motion_compensation
-        out = [smoother(d, f.rgb, cut=c, motion=m) for f, c, d, m in with_motion(items, motion_workers(), flow)]
-        synchronize(device)
+        def on_the_device() -> list[Any]:
+            smoother = DeviceSmoother(config.temporal, device)
+            items = zip(frames, cuts, depths, strict=True)
+            out = [smoother(d, f.rgb, cut=c, motion=m) for f, c, d, m in with_motion(items, motion_workers(), flow)]
+            synchronize(device)
+            return out
+
+        smoothed, seconds = timed(on_the_device)
+        return smoothed, seconds, None
+
+    def motions() -> list[Motion]:
+        out, previous = [], None
+        for frame, depth, cut in zip(frames, depths, cuts, strict=True):
+            gray = frame_gray(frame.rgb, depth.shape)
+            warp = motion_between(gray, previous) if flow and previous is not None and not cut else None
+            out.append(Motion(gray, previous, warp))
+            previous = gray
         return out
 
-    return timed(run)
+    def smooth(motion: list[Motion]) -> list[np.ndarray]:
+        smoother = TemporalSmoother(config.temporal)
+        return [smoother(d, f.rgb, cut=c, motion=m) for f, d, c, m in zip(frames, depths, cuts, motion, strict=True)]
+
+    motion, flow_seconds = timed(motions)
+    smoothed, seconds = timed(lambda: smooth(motion))
+    return smoothed, flow_seconds + seconds, flow_seconds
 
 
 def on_device(rgb: np.ndarray, plan: Any, size: tuple[int, int] | None, device: torch.device) -> Any:
@@ -726,7 +743,9 @@ def stage_costs(
         return maps
 
     depths, seconds["depth_resize"] = timed(resized)
-    smoothed, seconds["temporal"] = temporal_stage(frames, depths, cuts, config, device)
+    smoothed, seconds["temporal"], flow = temporal_stage(frames, depths, cuts, config, device)
+    if flow is not None:
+        seconds["temporal_flow"] = flow
     del depths
     packed, steps = render_and_pack(frames, smoothed, cuts, config, estimator)
     seconds.update(steps)
@@ -881,6 +900,7 @@ def stage_labels(config: PipelineConfig, batch_size: int) -> dict[str, str]:
         "scenes": "scene detection",
         "depth_resize": "depth: to the working resolution",
         "temporal": "temporal smoothing (working resolution)",
+        "temporal_flow": "  of which grey + optical flow (other threads in the pipeline)",
         "plan": "stereo plan (convergence, disparity, window)",
         "eyes": "eyes' inputs at their size (frame, disparity, edges)",
         "refine": "  of which edge refinement",
@@ -890,7 +910,7 @@ def stage_labels(config: PipelineConfig, batch_size: int) -> dict[str, str]:
     }
 
 
-_NOT_SUMMED = ("refine",)  # part of another row
+_NOT_SUMMED = ("refine", "temporal_flow")  # parts of another row
 
 
 def stage_table(report: dict[str, Any]) -> str:
