@@ -39,6 +39,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -46,6 +47,9 @@ import numpy as np
 from .config import StereoConfig, usable_cores
 from .dibr import synthesize_view
 from .refine import refine_disparity
+
+if TYPE_CHECKING:
+    import torch
 
 Synthesizer = Callable[[np.ndarray, np.ndarray, int], np.ndarray]  # (image, disparity, direction) -> view
 _MAX_SAMPLES = 65536  # percentiles are taken on an even subsample of at most this many pixels
@@ -142,7 +146,7 @@ def disparity_scale(convergence: float, budget: ParallaxBudget, width: int) -> n
 
 class MapChange:
     """Notices a new picture in a stream of maps (normalized depth or disparity, HxW), as at a cut the detector
-    missed. ``watch(values)`` returns
+    missed. Called with each map (``change(values)``), it returns
 
     - ``"new"`` when ``values`` correlates too little with the previous map (``1 - correlation > 0.5``, on the means
       of about 256 square blocks, at the best of the shifts of up to one block, so that a fast pan does not count)
@@ -189,7 +193,7 @@ class MapChange:
         return self.decide(block_means(values))
 
     def decide(self, sample: np.ndarray) -> str:
-        """``watch`` on the map's :func:`block_means` (``sample``, float64, as a map on any device brings them to
+        """The call on the map's :func:`block_means` (``sample``, float64, as a map on any device brings them to
         the host): the state machine itself."""
         previous, self._previous = self._previous, sample
         if self._before is not None:
@@ -488,7 +492,7 @@ class StereoPlan:
     eyes are rendered (None: not refined).
     """
 
-    disparity: np.ndarray
+    disparity: np.ndarray | torch.Tensor
     convergence: float
     window: tuple[float, float]
     frame: tuple[int, int] | None = None
