@@ -14,7 +14,9 @@ tensors.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import numpy as np
 import torch
@@ -24,6 +26,40 @@ from .dibr import PIXEL_TOP, synthesize_view_torch
 from .packing import DUBOIS_LEFT, DUBOIS_RIGHT, TO_LINEAR, Layout, eye_size
 from .parallax import StereoPlan
 from .refine import refine_disparity_torch
+
+_STREAMS = threading.local()  # each thread's own CUDA stream per device
+
+
+def own_stream(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """Run this thread's device work on a CUDA stream of its own (made once per thread and device); a no-op off CUDA.
+
+    The stages share the device: on one stream, each host sync of a stage (a download, a count, a ranked value)
+    would wait for everything the other stages queued before it, the model's next batch included. On its own stream
+    a stage waits only for its own work. What crosses to another stage must be complete first (:func:`finish` on the
+    stream that made it) and be marked used where it is read (:func:`used_here`)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    streams = getattr(_STREAMS, "by_device", None)
+    if streams is None:
+        streams = _STREAMS.by_device = {}
+    stream = streams.get(device)
+    if stream is None:
+        stream = streams[device] = torch.cuda.Stream(device)
+    return torch.cuda.stream(stream)
+
+
+def used_here(tensor: torch.Tensor) -> torch.Tensor:
+    """Mark ``tensor`` (made on another stream) as used by the current CUDA stream, so that its memory is not reused
+    before this stream's work on it is done; ``tensor`` itself is returned. A no-op off CUDA."""
+    if tensor.device.type == "cuda":
+        tensor.record_stream(torch.cuda.current_stream(tensor.device))
+    return tensor
+
+
+def finish(device: torch.device) -> None:
+    """Wait for the current stream's work on ``device`` (CUDA), so that what it made can go to another stage."""
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
 
 
 def upload(array: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:

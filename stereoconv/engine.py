@@ -32,7 +32,7 @@ from .cache import CachedEstimator, cached_estimator
 from .config import PipelineConfig, usable_cores
 from .depth import DepthEstimator, load_estimator
 from .device_plan import DeviceStereoRenderer
-from .device_render import render_eyes, render_packed
+from .device_render import finish, own_stream, render_eyes, render_packed, used_here
 from .device_temporal import DeviceSmoother
 from .dibr import synthesize_view
 from .errors import StereoconvError, UsageError
@@ -130,9 +130,18 @@ def with_depth(
 ) -> Iterator[tuple[Frame, bool, Depth]]:
     """Add the raw depth (relative inverse depth, larger = nearer) to each frame, running the model in batches.
     ``on_device``: the maps stay on the model's device as tensors, where the estimator can (``device_maps``), for a
-    pipeline that smooths, plans and renders there."""
+    pipeline that smooths, plans and renders there. A batch's maps then come out once the device has made them, while
+    it works on the next batch (one batch is in flight): the stages after this one run on streams of their own."""
     batch: list[tuple[Frame, bool]] = []
     device_maps = getattr(estimator, "device_maps", None) if on_device else None
+    in_flight: deque[tuple[list[tuple[Frame, bool]], list[Depth], torch.cuda.Event | None]] = deque()
+
+    def release() -> Iterator[tuple[Frame, bool, Depth]]:
+        done, depths, made = in_flight.popleft()
+        if made is not None:
+            made.synchronize()
+        for (frame, is_cut), depth in zip(done, depths, strict=True):
+            yield frame, is_cut, depth
 
     def run() -> Iterator[tuple[Frame, bool, Depth]]:
         rgbs = [frame.rgb for frame, _ in batch]
@@ -144,9 +153,10 @@ def with_depth(
             depths = estimator(rgbs)
         if len(depths) != len(batch):
             raise StereoconvError(f"depth estimator returned {len(depths)} maps for {len(batch)} frames")
-        for (frame, is_cut), depth in zip(batch, depths, strict=False):
-            yield frame, is_cut, depth
+        in_flight.append((list(batch), depths, _made_event(depths)))
         batch.clear()
+        if device_maps is None or len(in_flight) > 1:
+            yield from release()
 
     for item in items:
         batch.append(item)
@@ -154,6 +164,18 @@ def with_depth(
             yield from run()
     if batch:
         yield from run()
+    while in_flight:
+        yield from release()
+
+
+def _made_event(depths: list[Depth]) -> torch.cuda.Event | None:
+    """An event the maps' CUDA stream reaches once they are made; None for maps off CUDA."""
+    first = depths[0] if depths else None
+    if not isinstance(first, torch.Tensor) or first.device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(first.device))
+    return event
 
 
 @dataclass(frozen=True)
@@ -259,6 +281,10 @@ def plan_stage(
     smoother, renderer = default
     shot, first = first_shot, True
     flow = config.temporal.motion_compensation or any(c.temporal.motion_compensation for c in (shots or {}).values())
+
+    def on_device() -> contextlib.AbstractContextManager[object]:
+        return own_stream(device) if device is not None else contextlib.nullcontext()
+
     stream = with_motion(items, motion_workers(), flow)
     try:
         for frame, is_cut, raw_depth, motion in stream:
@@ -267,12 +293,17 @@ def plan_stage(
             if shots and (is_cut or first):
                 smoother, renderer = stages(shots[shot]) if shot in shots else default
             first = False
-            depth = smoother(raw_depth, frame.rgb, cut=is_cut, motion=motion)
             size = frame.rgb.shape[:2]
-            plan = renderer.plan(depth, cut=is_cut, frame=size)
-            caption = None
-            if captions is not None:  # placed over the disparity at the frame's size, brought there per cue
-                caption = captions(frame.time, size, plan.at, renderer.config.max_negative_parallax)
+            with on_device():  # the plan's own stream on CUDA: its syncs wait for nothing else
+                if isinstance(raw_depth, torch.Tensor):
+                    used_here(raw_depth)
+                depth = smoother(raw_depth, frame.rgb, cut=is_cut, motion=motion)
+                plan = renderer.plan(depth, cut=is_cut, frame=size)
+                caption = None
+                if captions is not None:  # placed over the disparity at the frame's size, brought there per cue
+                    caption = captions(frame.time, size, plan.at, renderer.config.max_negative_parallax)
+                if device is not None:
+                    finish(device)  # the depth and the plan complete before the render stage reads them
             yield frame, is_cut, depth, plan, caption
     finally:
         _closing(stream)
@@ -296,9 +327,14 @@ def render_stage(
     results come out in frame order, whatever finishes first. The depth comes out on the host, wherever it was."""
 
     def render(item: tuple[Frame, bool, Depth, StereoPlan, Caption | None]) -> StereoFrame:
-        frame, is_cut, depth, plan, caption = item
+        if not isinstance(synthesize, torch.device):
+            return render_one(*item)
+        with own_stream(synthesize):  # each render thread's own stream on CUDA: its syncs wait for nothing else
+            return render_one(*item)
+
+    def render_one(frame: Frame, is_cut: bool, depth: Depth, plan: StereoPlan, caption: Caption | None) -> StereoFrame:
         if isinstance(depth, torch.Tensor):
-            depth = depth.cpu().numpy()
+            depth = used_here(depth).cpu().numpy()
         if wanted is not None and not wanted(frame):
             return StereoFrame(frame, is_cut, depth, plan, None)
         size = None
@@ -307,6 +343,8 @@ def render_stage(
             width, height = eye_size(*frame_size, layout)  # type: ignore[arg-type]
             size = (height, width)
         if isinstance(synthesize, torch.device):
+            if isinstance(plan.disparity, torch.Tensor):
+                used_here(plan.disparity)
             if caption is None:
                 packed = render_packed(frame.source, frame.rgb, plan, layout, synthesize, packed_size)  # type: ignore[arg-type]
                 return StereoFrame(frame, is_cut, depth, plan, packed)

@@ -238,13 +238,18 @@ def test_output_is_identical_with_one_and_several_render_workers():
             assert a.is_cut == b.is_cut
 
 
-def test_on_the_device_the_depth_stays_there_from_the_model_to_the_render(two_shot_clip, tiny_model):
-    """The GPU-resident path, on CPU tensors: with the render stage on the model's device, the model's maps stay
-    tensors there through smoothing and planning (the plan's disparity too), and what comes out - the smoothed depth
-    on the host, the plan, the packed frames - is the host path's, within float32 rounding and the renderers'
-    one-level tolerance. Two shots, the cut missed (no detector), flow on: every state machine is exercised."""
-    settings = {"depth.model": str(tiny_model), "depth.input_size": 56, "depth.device": "cpu", "scenes.enabled": False,
-                "stereo.floating_window": True}  # fmt: skip
+DEVICES = ["cpu"] + ([pytest.param("cuda", marks=pytest.mark.gpu)] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_on_the_device_the_depth_stays_there_from_the_model_to_the_render(two_shot_clip, tiny_model, device):
+    """The GPU-resident path (here on CPU tensors; on CUDA with -m gpu, each stage on its own stream): with the render
+    stage on the model's device, the model's maps stay tensors there through smoothing and planning (the plan's
+    disparity too), and what comes out - the smoothed depth on the host, the plan, the packed frames - is the host
+    path's, within float32 rounding and the renderers' one-level tolerance. Two shots, the cut missed (no detector),
+    flow on: every state machine is exercised."""
+    settings = {"depth.model": str(tiny_model), "depth.input_size": 56, "depth.device": device,
+                "depth.fp16": False, "scenes.enabled": False, "stereo.floating_window": True}  # fmt: skip
     estimator = load_estimator(config(**settings).depth)
     device_maps, kinds = estimator.device_maps, []
     estimator.device_maps = lambda rgbs: [kinds.append(type(m)) or m for m in device_maps(rgbs)]
