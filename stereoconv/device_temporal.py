@@ -9,8 +9,8 @@ the CPU's, at 320 px, computed ahead on other threads (:class:`~stereoconv.tempo
 model; its warp and the frame's grey levels on the depth grid go up once per frame.
 
 The result equals the host smoother's within float32 rounding: the same operations in the same order and precision,
-OpenCV's bilinear remap with its border replicated,
-the fit in float64 (its sums in another order: the last bits differ). Tests pin it on CPU tensors.
+OpenCV's bilinear remap to the bit (its fused multiply-adds too, and its replicated border), the fit in float64 (its
+sums in another order); what differs is the last bit of an exponential now and then. Tests pin it on CPU tensors.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from .temporal import (
 def remap_linear(image: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor:
     """``cv2.remap(image, coordinates, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)`` for a float32 HxW
     ``image`` and HxWx2 float32 ``coordinates`` (x then y) on one device: the four neighbours of each coordinate,
-    clamped into the image, weighted bilinearly."""
+    clamped into the image, interpolated along the row and then down the column as OpenCV 5 does it, each step one
+    fused multiply-add (:func:`_fma`)."""
     height, width = image.shape
     x, y = coordinates[..., 0], coordinates[..., 1]
     x0, y0 = torch.floor(x), torch.floor(y)
@@ -45,12 +46,16 @@ def remap_linear(image: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor
     left, right = x0.clamp(0, width - 1), (x0 + 1).clamp(0, width - 1)
     top, bottom = y0.clamp(0, height - 1) * width, (y0 + 1).clamp(0, height - 1) * width
     flat = image.reshape(-1)
-    gx, gy = 1.0 - fx, 1.0 - fy
-    out = flat[top + left] * (gy * gx)
-    out += flat[top + right] * (gy * fx)
-    out += flat[bottom + left] * (fy * gx)
-    out += flat[bottom + right] * (fy * fx)
-    return out
+    upper, lower = flat[top + left], flat[bottom + left]
+    upper = _fma(flat[top + right] - upper, fx, upper)
+    lower = _fma(flat[bottom + right] - lower, fx, lower)
+    return _fma(lower - upper, fy, upper)
+
+
+def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``a * b + c`` of float32 tensors rounded once, as a fused multiply-add: in float64, where the product of two
+    float32 values is exact, then rounded to float32."""
+    return torch.addcmul(c.double(), a.double(), b.double()).float()
 
 
 def _percentiles(values: torch.Tensor, percents: tuple[float, ...]) -> np.ndarray:
