@@ -204,9 +204,12 @@ class TransformersDepthEstimator:
         """
         if not len(frames):
             return torch.zeros((0, 0, 0), dtype=torch.float32, device=self.device)
-        batch = torch.from_numpy(np.stack(frames))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
+        if self.device.type == "cuda":  # straight into pinned memory, for a copy to the device that does not block
+            batch = torch.empty((len(frames), *frames[0].shape), dtype=torch.uint8, pin_memory=True)
+            for slot, frame in zip(batch, frames, strict=True):
+                slot.copy_(torch.from_numpy(frame))
+        else:
+            batch = torch.from_numpy(np.stack(frames))
         x = preprocess(batch.to(self.device, non_blocking=True), self.prep)
         try:
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):

@@ -3,7 +3,7 @@
 decode -> scene cuts (detected, or given: a plan's cut list) -> depth -> temporal smoothing -> stereo plan ->
 rendering -> packing, for a range of the input with an optional pre-roll (frames that go through every stateful stage
 but are not rendered). Each stage is a generator over the frame stream, so the wiring reads like the pipeline. The
-stages overlap: decoding, cuts + depth, and smoothing + rendering each run in their own thread (rendering spread over
+stages overlap: decoding, cuts, depth, and smoothing + rendering each run in their own thread (rendering spread over
 a few worker threads), and the caller consumes the packed frames in its own, joined by bounded queues so memory does
 not grow with the video. An exception in any stage stops the others and surfaces in the caller; every thread is
 always joined, on Ctrl-C too.
@@ -158,14 +158,17 @@ def with_depth(
         if device_maps is None or len(in_flight) > 1:
             yield from release()
 
-    for item in items:
-        batch.append(item)
-        if len(batch) >= estimator.batch_size:
+    try:
+        for item in items:
+            batch.append(item)
+            if len(batch) >= estimator.batch_size:
+                yield from run()
+        if batch:
             yield from run()
-    if batch:
-        yield from run()
-    while in_flight:
-        yield from release()
+        while in_flight:
+            yield from release()
+    finally:
+        _closing(items)  # a stage before it in a thread of its own stops with it
 
 
 def _made_event(depths: list[Depth]) -> torch.cuda.Event | None:
@@ -429,15 +432,17 @@ def stereo_frames(
     (counted so that the first frame here is ``first_index``: see :func:`with_given_cuts`) instead of where the
     configured detector finds cuts.
 
-    The stages overlap: cuts and depth run in one thread, smoothing and planning then rendering and packing in
+    The stages overlap: cuts and depth run in a thread each, smoothing and planning then rendering and packing in
     another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
     ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
     ``shots``, ``first_shot``: per-shot settings (see :func:`plan_stage`). ``captions``: subtitle cues burned into
     both eyes (:mod:`stereoconv.subtitles`).
     """
     runtime = config.runtime
-    if cuts is None:
-        decided = with_cuts(frames, make_detector(config.scenes))
+    if cuts is None:  # in a thread of its own: the model's thread then only feeds the model
+        decided = threaded(
+            with_cuts(frames, make_detector(config.scenes)), runtime.queue_frames, name="stereoconv-cuts"
+        )
     else:
         decided = with_given_cuts(frames, cuts, first_index)
     synthesize = choose_synthesizer(config, estimator)
