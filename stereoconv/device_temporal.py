@@ -52,10 +52,16 @@ def remap_linear(image: torch.Tensor, coordinates: torch.Tensor) -> torch.Tensor
     return _fma(lower - upper, fy, upper)
 
 
+def _wide(device: torch.device) -> torch.dtype:
+    """float64, where the device has it (not Apple's MPS: float32 there, a few last bits apart from the host)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _fma(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     """``a * b + c`` of float32 tensors rounded once, as a fused multiply-add: in float64, where the product of two
     float32 values is exact, then rounded to float32."""
-    return torch.addcmul(c.double(), a.double(), b.double()).float()
+    wide = _wide(a.device)
+    return torch.addcmul(c.to(wide), a.to(wide), b.to(wide)).float()
 
 
 def _percentiles(values: torch.Tensor, percents: tuple[float, ...]) -> np.ndarray:
@@ -78,7 +84,8 @@ def _median(values: torch.Tensor) -> float:
 
 
 def _fit_line(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """:func:`~stereoconv.temporal._fit_line` on float64 tensors: least squares, refit once without the outliers."""
+    """:func:`~stereoconv.temporal._fit_line` on 1-D tensors (float64, see :func:`_wide`): least squares, refit once
+    without the outliers."""
     a, b = 1.0, 0.0
     for _ in range(2):
         if x.numel() < 16 or float(x.max() - x.min()) < _EPS:
@@ -170,7 +177,8 @@ class DeviceSmoother(TemporalSmoother):
         if cfg.alignment > 0.0:
             c, p, keep = current[::step, ::step], previous[::step, ::step], steady[::step, ::step]
             keep = keep & (c > 0.0) & (c < 1.0)  # clipped by the normalization: says nothing about scale
-            a, b = _fit_line(c[keep].double(), p[keep].double())
+            wide = _wide(self.device)
+            a, b = _fit_line(c[keep].to(wide), p[keep].to(wide))
             k = cfg.alignment
             scale, offset = float(np.float32(1.0 + k * (a - 1.0))), float(np.float32(k * b))
         aligned = current * scale + offset
