@@ -214,9 +214,10 @@ class TransformersDepthEstimator:
         try:
             with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.fp16):
                 predicted = self.model(pixel_values=x).predicted_depth
-        except torch.OutOfMemoryError:
+        except torch.OutOfMemoryError as exc:
             if len(frames) == 1:
-                raise
+                raise ModelError(f"{self.name} ran out of {self.device.type} memory on one {x.shape[2]}x{x.shape[3]} "
+                                 "input: set a smaller depth.input_size, or --device cpu") from exc  # fmt: skip
             # Too many frames for the device's memory: halve this batch, and the batches to come.
             del x
             if self.device.type == "cuda":

@@ -3,10 +3,10 @@
 decode -> scene cuts (detected, or given: a plan's cut list) -> depth -> temporal smoothing -> stereo plan ->
 rendering -> packing, for a range of the input with an optional pre-roll (frames that go through every stateful stage
 but are not rendered). Each stage is a generator over the frame stream, so the wiring reads like the pipeline. The
-stages overlap: decoding, cuts, depth, and smoothing + rendering each run in their own thread (rendering spread over
-a few worker threads), and the caller consumes the packed frames in its own, joined by bounded queues so memory does
-not grow with the video. An exception in any stage stops the others and surfaces in the caller; every thread is
-always joined, on Ctrl-C too.
+stages overlap: decoding, cuts + depth (on a device, apart), and smoothing + rendering each run in their own thread
+(rendering spread over a few worker threads), and the caller consumes the packed frames in its own, joined by bounded
+queues so memory does not grow with the video. An exception in any stage stops the others and surfaces in the caller;
+every thread is always joined, on Ctrl-C too.
 
 The engine knows nothing of the files a run writes, of chunks, jobs, reports or progress bars: those are the
 drivers' (:mod:`~stereoconv.single_pass`, :mod:`~stereoconv.preview`, :mod:`~stereoconv.farm`,
@@ -432,21 +432,21 @@ def stereo_frames(
     (counted so that the first frame here is ``first_index``: see :func:`with_given_cuts`) instead of where the
     configured detector finds cuts.
 
-    The stages overlap: cuts and depth run in a thread each, smoothing and planning then rendering and packing in
-    another (rendering spread over ``runtime.render_workers`` threads), each handing on through a queue of at most
-    ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
+    The stages overlap: cuts and depth run in one thread (in two on a device), smoothing and planning then rendering
+    and packing in another (rendering spread over ``runtime.render_workers`` threads), each handing on through a
+    queue of at most ``runtime.queue_frames`` frames. Output is the same, frame for frame, however many workers render.
     ``shots``, ``first_shot``: per-shot settings (see :func:`plan_stage`). ``captions``: subtitle cues burned into
     both eyes (:mod:`stereoconv.subtitles`).
     """
     runtime = config.runtime
-    if cuts is None:  # in a thread of its own: the model's thread then only feeds the model
-        decided = threaded(
-            with_cuts(frames, make_detector(config.scenes)), runtime.queue_frames, name="stereoconv-cuts"
-        )
-    else:
-        decided = with_given_cuts(frames, cuts, first_index)
     synthesize = choose_synthesizer(config, estimator)
     device = synthesize if isinstance(synthesize, torch.device) else None  # all after the model stays there
+    if cuts is None:
+        decided = with_cuts(frames, make_detector(config.scenes))
+        if device is not None:  # a thread of its own, so that the model's thread only feeds the device
+            decided = threaded(decided, runtime.queue_frames, name="stereoconv-cuts")
+    else:
+        decided = with_given_cuts(frames, cuts, first_index)
     depth = threaded(with_depth(decided, estimator, device is not None), runtime.queue_frames, name="stereoconv-depth")
     planned = plan_stage(depth, config, estimator, shots=shots, first_shot=first_shot, captions=captions,
                          device=device)  # fmt: skip

@@ -41,7 +41,9 @@ import numpy as np
 from .config import TemporalConfig
 
 _EPS = 1e-6
-_MAX_SAMPLES = 65536  # statistics (percentiles, the alignment fit, the transition level) use at most this many pixels
+# Statistics (percentiles, the alignment fit, the transition level) use every n-th row and column, n the largest
+# that leaves at least this many pixels (up to four times as many; all of a smaller map).
+_MAX_SAMPLES = 65536
 # Median per-pixel change of grey level (0-255) between frames: at or below _CALM the frame is one shot going on
 # (only moving objects change, so the median pixel does not), at or above _TRANSITION every pixel is changing, as in
 # a fade or a cross-fade, and the previous estimate gets no weight. Linear in between.
@@ -67,7 +69,8 @@ def _subsample(array: np.ndarray) -> np.ndarray:
 
 
 def depth_percentiles(depth: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """The ``low`` and ``high`` percentiles (in %) of a depth map, from an even subsample of at most 65536 pixels."""
+    """The ``low`` and ``high`` percentiles (in %) of a depth map, from an even subsample of 65536 to 262144 pixels
+    (all of a smaller map)."""
     lo, hi = _percentiles(_subsample(depth).flatten(), (low, high))
     return float(lo), float(hi)
 

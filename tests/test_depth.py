@@ -160,5 +160,5 @@ def test_a_batch_the_device_cannot_hold_is_split_and_the_next_ones_are_smaller(t
     torch.testing.assert_close(got, want)
     assert calls == [5, 3, 2, 1, 2] and estimator.batch_size == 2
     estimator.model = lambda pixel_values: (_ for _ in ()).throw(torch.OutOfMemoryError("CUDA out of memory"))
-    with pytest.raises(torch.OutOfMemoryError):
+    with pytest.raises(ModelError, match=r"ran out of cpu memory on one 56x84 input: set a smaller depth\.input_size"):
         estimator.predict(frames[:1])  # one frame that does not fit: nothing left to split
