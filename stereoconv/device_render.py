@@ -30,14 +30,15 @@ from .refine import refine_disparity_torch
 _STREAMS = threading.local()  # each thread's own CUDA stream per device
 
 
-def own_stream(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """Run this thread's device work on a CUDA stream of its own (made once per thread and device); a no-op off CUDA.
+def own_stream(device: torch.device | None) -> contextlib.AbstractContextManager[object]:
+    """Run this thread's device work on a CUDA stream of its own (made once per thread and device); a no-op off CUDA
+    (``device`` None: on the host).
 
     The stages share the device: on one stream, each host sync of a stage (a download, a count, a ranked value)
     would wait for everything the other stages queued before it, the model's next batch included. On its own stream
     a stage waits only for its own work. What crosses to another stage must be complete first (:func:`finish` on the
     stream that made it) and be marked used where it is read (:func:`used_here`)."""
-    if device.type != "cuda":
+    if device is None or device.type != "cuda":
         return contextlib.nullcontext()
     streams = getattr(_STREAMS, "by_device", None)
     if streams is None:
@@ -56,9 +57,10 @@ def used_here(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def finish(device: torch.device) -> None:
-    """Wait for the current stream's work on ``device`` (CUDA), so that what it made can go to another stage."""
-    if device.type == "cuda":
+def finish(device: torch.device | None) -> None:
+    """Wait for the current stream's work on ``device`` (CUDA), so that what it made can go to another stage; a no-op
+    elsewhere."""
+    if device is not None and device.type == "cuda":
         torch.cuda.current_stream(device).synchronize()
 
 

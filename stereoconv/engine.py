@@ -285,9 +285,6 @@ def plan_stage(
     shot, first = first_shot, True
     flow = config.temporal.motion_compensation or any(c.temporal.motion_compensation for c in (shots or {}).values())
 
-    def on_device() -> contextlib.AbstractContextManager[object]:
-        return own_stream(device) if device is not None else contextlib.nullcontext()
-
     stream = with_motion(items, motion_workers(), flow)
     try:
         for frame, is_cut, raw_depth, motion in stream:
@@ -297,7 +294,7 @@ def plan_stage(
                 smoother, renderer = stages(shots[shot]) if shot in shots else default
             first = False
             size = frame.rgb.shape[:2]
-            with on_device():  # the plan's own stream on CUDA: its syncs wait for nothing else
+            with own_stream(device):  # the plan's own stream on CUDA: its syncs wait for nothing else
                 if isinstance(raw_depth, torch.Tensor):
                     used_here(raw_depth)
                 depth = smoother(raw_depth, frame.rgb, cut=is_cut, motion=motion)
@@ -305,8 +302,7 @@ def plan_stage(
                 caption = None
                 if captions is not None:  # placed over the disparity at the frame's size, brought there per cue
                     caption = captions(frame.time, size, plan.at, renderer.config.max_negative_parallax)
-                if device is not None:
-                    finish(device)  # the depth and the plan complete before the render stage reads them
+                finish(device)  # the depth and the plan complete before the render stage reads them
             yield frame, is_cut, depth, plan, caption
     finally:
         _closing(stream)
@@ -329,10 +325,10 @@ def render_stage(
     the packed frame comes down). Rendering needs no state, so ``workers`` threads render different frames at once;
     results come out in frame order, whatever finishes first. The depth comes out on the host, wherever it was."""
 
+    device = synthesize if isinstance(synthesize, torch.device) else None
+
     def render(item: tuple[Frame, bool, Depth, StereoPlan, Caption | None]) -> StereoFrame:
-        if not isinstance(synthesize, torch.device):
-            return render_one(*item)
-        with own_stream(synthesize):  # each render thread's own stream on CUDA: its syncs wait for nothing else
+        with own_stream(device):  # each render thread's own stream on CUDA: its syncs wait for nothing else
             return render_one(*item)
 
     def render_one(frame: Frame, is_cut: bool, depth: Depth, plan: StereoPlan, caption: Caption | None) -> StereoFrame:
