@@ -545,7 +545,7 @@ class TemporalSmoother:
         if motion is not None and rgb is not None and motion.gray.shape != depth.shape:
             raise ValueError(f"motion's grey {motion.gray.shape} and depth {depth.shape} sizes differ")
         self._ahead = motion
-        gray = (motion.gray if motion is not None else self._grey(rgb, depth.shape)) if rgb is not None else None
+        gray = (motion.gray if motion is not None else _gray(rgb, tuple(depth.shape))) if rgb is not None else None
         out = None
         if self._saved is not None:  # within two frames of a restart: has the picture from before it come back?
             self._saved_age += 1
@@ -574,10 +574,6 @@ class TemporalSmoother:
         """Step 1: ``depth`` normalized between its percentiles."""
         cfg = self.config
         return normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
-
-    def _grey(self, rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """The frame's grey levels on the depth grid, where no :class:`Motion` brought them."""
-        return _gray(rgb, shape)
 
     def _follow(self, current: np.ndarray, gray: np.ndarray | None) -> np.ndarray | None:
         """Align ``current`` to the previous estimate and blend the two (steps 2-4 of the module docstring); None

@@ -18,21 +18,16 @@ from stereoconv.temporal import (
     _EPS,
     _FLOW_CONSISTENCY,
     _FLOW_WIDTH,
-    _MAX_SAMPLES,
     _RESTART_STEADY,
     _TRANSITION,
     TemporalSmoother,
     _optical_flow,
+    _subsample,
 )
 
 
-def _subsample(array: np.ndarray) -> np.ndarray:
-    step = max(1, int(np.sqrt(array.shape[0] * array.shape[1] / _MAX_SAMPLES)))
-    return array[::step, ::step]
-
-
 def depth_percentiles(depth: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    """The ``low`` and ``high`` percentiles (in %) of a depth map, from an even subsample of at most 65536 pixels."""
+    """The ``low`` and ``high`` percentiles (in %) of a depth map, on the module's even subsample."""
     lo, hi = np.percentile(_subsample(depth), (low, high))
     return float(lo), float(hi)
 
@@ -42,14 +37,6 @@ def normalize(depth: np.ndarray, lo: float, hi: float) -> np.ndarray:
     scale = 1.0 / max(hi - lo, _EPS)
     out = (depth.astype(np.float32, copy=False) - np.float32(lo)) * np.float32(scale)
     return np.clip(out, 0.0, 1.0, out=out)
-
-
-def _gray(rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The grey levels of ``rgb`` on the depth map's grid (``shape``; area-averaged when the depth is coarser)."""
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    if gray.shape != shape:
-        gray = cv2.resize(gray, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
-    return gray.astype(np.float32)
 
 
 def fit_scale_offset(source: np.ndarray, target: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
@@ -120,8 +107,8 @@ class _MotionWarp:
 
 class ReferenceSmoother(TemporalSmoother):
     """:class:`stereoconv.temporal.TemporalSmoother` with every numeric step in numpy: its frame-by-frame state (cuts,
-    restarts, flashes) is the smoother's own; normalization, the grey levels, the optical flow and the blend are
-    this module's."""
+    restarts, flashes) and its grey levels (OpenCV's, never compiled) are the smoother's own; normalization, the
+    optical flow and the blend are this module's."""
 
     def __init__(self, config: TemporalConfig | None = None) -> None:
         super().__init__(config)
@@ -130,9 +117,6 @@ class ReferenceSmoother(TemporalSmoother):
     def _normalized(self, depth: np.ndarray) -> np.ndarray:
         cfg = self.config
         return normalize(depth, *depth_percentiles(depth, cfg.low_percentile, cfg.high_percentile))
-
-    def _grey(self, rgb: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        return _gray(rgb, shape)
 
     def _follow(self, current: np.ndarray, gray: np.ndarray | None) -> np.ndarray | None:
         """Align ``current`` to the previous estimate and blend the two (steps 2-4 of the module docstring); None
