@@ -262,7 +262,8 @@ def benchmark_video() -> dict[str, tuple[list[np.ndarray], list[np.ndarray], lis
     return {"cuts given": (frames, depths, video.cuts), "no cuts, a fade, a flash": (edited, edited_depths, [])}
 
 
-@pytest.mark.parametrize(
+# The smoother's settings the faster paths are held to the reference with ("colour": False: frames without colour)
+SMOOTHER_SETTINGS = pytest.mark.parametrize(
     "settings",
     [
         {},
@@ -274,10 +275,18 @@ def benchmark_video() -> dict[str, tuple[list[np.ndarray], list[np.ndarray], lis
     ],
     ids=["defaults", "no-motion", "no-blend", "no-alignment", "other-settings", "no-colour"],
 )
-def test_compiled_path_matches_the_numpy_reference(benchmark_video, settings):
+
+
+def configured(settings: dict) -> tuple[TemporalConfig, bool]:
+    """A SMOOTHER_SETTINGS case as the smoother's config, and whether the frames keep their colour."""
     settings = dict(settings)
     colour = settings.pop("colour", True)
-    config = TemporalConfig.from_dict(settings)
+    return TemporalConfig.from_dict(settings), colour
+
+
+@SMOOTHER_SETTINGS
+def test_compiled_path_matches_the_numpy_reference(benchmark_video, settings):
+    config, colour = configured(settings)
     for name, (frames, depths, cuts) in benchmark_video.items():
         fast, reference = TemporalSmoother(config), ReferenceSmoother(config)
         restarts = []
@@ -296,25 +305,12 @@ def test_compiled_path_matches_the_numpy_reference(benchmark_video, settings):
 DEVICE_TOLERANCE = 1e-5  # normalized depth: numpy's and torch's float32 exponentials round apart (6e-8 measured)
 
 
-@pytest.mark.parametrize(
-    "settings",
-    [
-        {},
-        {"motion_compensation": False},
-        {"strength": 0.0},
-        {"alignment": 0.0},
-        {"strength": 0.95, "depth_sigma": 0.5, "color_sigma": 25.0, "low_percentile": 0.0, "high_percentile": 100.0},
-        {"colour": False},
-    ],
-    ids=["defaults", "no-motion", "no-blend", "no-alignment", "other-settings", "no-colour"],
-)
+@SMOOTHER_SETTINGS
 def test_the_device_smoother_is_the_host_smoother(benchmark_video, settings):
     """The GPU path's smoother, run here on CPU tensors, gives the host smoother's depth and restart decisions frame
     after frame, with the motion computed ahead as the pipeline does, on clips with cuts given and with a missed
     cut, a cross-fade and a flash."""
-    settings = dict(settings)
-    colour = settings.pop("colour", True)
-    config = TemporalConfig.from_dict(settings)
+    config, colour = configured(settings)
     for name, (frames, depths, cuts) in benchmark_video.items():
         host, device = TemporalSmoother(config), DeviceSmoother(config, "cpu")
         items = [(_Frame(rgb), i in cuts, depth) for i, (rgb, depth) in enumerate(zip(frames, depths, strict=True))]
